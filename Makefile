@@ -1,0 +1,63 @@
+# Tripod: the two first commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export BENTOML_DO_NOT_TRACK := True
+PYTEST := $(PY) -m pytest
+
+RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
+PREPARED := data/reviews.parquet
+MODEL := models/reviews
+
+.PHONY: help install demo data train serve test test-slow bench bento clean
+
+help:
+	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
+	@echo "make test       install and run the test suite (unit, model, service, e2e; not slow/bench)"
+	@echo "make test-slow  the long suites"
+	@echo "make bench      benchmarks that print numbers"
+	@echo "make serve      serve $(MODEL)/latest on http://127.0.0.1:3000"
+	@echo "make bento      build the Bento (serving dependencies only)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(PREPARED): $(RAW_DATA) | $(STAMP)
+	$(VENV)/bin/tripod prepare --data $(RAW_DATA) --out $(PREPARED)
+
+data: $(PREPARED)
+
+train: $(PREPARED)
+	$(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
+
+demo: train
+	$(PY) -m tripod.demo --model $(MODEL)/latest
+
+serve: $(STAMP)
+	$(VENV)/bin/tripod serve --model $(MODEL)/latest
+
+test: $(STAMP)
+	$(PYTEST) -m "not slow and not bench"
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/baseline_throughput.py
+
+bento: $(STAMP)
+	$(VENV)/bin/bentoml build .
+
+clean:
+	rm -rf $(VENV) $(PREPARED) build dist *.egg-info .pytest_cache

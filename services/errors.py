@@ -1,0 +1,56 @@
+"""Every error Tripod raises on purpose, one class per HTTP status.
+
+The HTTP layer maps these to JSON responses in one place (``services/http_errors.py``); the CLI prints their
+message on one line and exits non-zero.  Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TripodError(Exception):
+    """Base class: a mistake in the input or the environment, explained by its message."""
+
+    status_code: int = 400
+
+
+class InvalidInput(TripodError):
+    """400: the request body cannot be decoded (bad JSON, invalid UTF-8, bad CSV)."""
+
+    status_code = 400
+
+
+class ModelNotFound(TripodError):
+    """404: no model of that name is served."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(TripodError):
+    """413: the body or the number of records is over the configured limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(TripodError):
+    """415: the Content-Type is not one the route accepts."""
+
+    status_code = 415
+
+
+class SchemaError(TripodError):
+    """422: the body decodes, but a record does not match the model's input schema."""
+
+    status_code = 422
+
+
+class ModelNotReady(TripodError):
+    """503: the model is still loading or failed to load."""
+
+    status_code = 503
+
+
+class ModelIntegrityError(TripodError):
+    """A model directory that is missing files or whose files differ from their manifest digests.
+
+    Raised while loading, before any server accepts traffic, so it has no HTTP status of its own.
+    """
