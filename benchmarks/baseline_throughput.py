@@ -1,0 +1,131 @@
+"""Rows per second of the ONNX serving path against scikit-learn's ``predict_proba``, per batch size.
+
+The transformer stage's dense ``(n_samples, n_features)`` output makes ONNX cost grow with the vocabulary, so
+``BaselineParams.max_features`` is chosen with this measurement.  Both sides run single-threaded, as the
+serving runtime does (one intra-op thread per stage).
+
+Usage:
+    python benchmarks/baseline_throughput.py --data data/reviews.parquet [--max-features 5000 15000]
+        [--batches 1 64 2000] [--rows 2000] [--repeats 3]
+
+Every batch size runs over the same first ``--rows`` rows of the test split (seed 42 split by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from services.runtime import InferencePipeline
+from training.data import load_table, split_frame
+from training.evaluate import evaluate
+from training.export import convert
+from training.train import BaselineParams, TextBaseline
+
+
+def _rows_per_second(
+    run: Callable[[object], object], batches: Sequence[object], rows: int, repeats: int
+) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            run(batch)
+        timings.append(time.perf_counter() - start)
+    return rows / statistics.median(timings)
+
+
+def measure_throughput(
+    model: TextBaseline,
+    texts: pd.DataFrame,
+    batch_sizes: Sequence[int] = (1, 64, 2000),
+    *,
+    max_rows: int = 2000,
+    repeats: int = 3,
+) -> list[dict[str, float]]:
+    """Time scikit-learn and the ONNX runtime on the same batches of ``texts``.
+
+    Args:
+        model: A fitted baseline.
+        texts: Rows holding the model's text columns; batches are cut from the top.
+        batch_sizes: Rows per call.
+        max_rows: Rows per measurement; every batch size runs over the same first ``max_rows`` rows.
+        repeats: Measurements per size; the median is reported.
+
+    Returns:
+        One dict per batch size: ``batch``, ``rows``, ``sklearn_rows_per_s``, ``onnx_rows_per_s``, ``speedup``.
+    """
+    frame = model.text_frame(texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = convert(model).save(Path(tmp))
+        pipeline = InferencePipeline.from_files(
+            paths["transformer"],
+            paths["classifier"],
+            paths["inverse_label"],
+            model.text_columns_,
+            model.labels_,
+        )
+        results = []
+        for size in batch_sizes:
+            limit = max(size, max_rows)
+            starts = range(0, min(len(frame), limit) - size + 1, size)
+            frames = [frame.iloc[i : i + size] for i in starts]
+            columns = [{c: part[c].to_numpy(dtype=object) for c in part.columns} for part in frames]
+            rows = size * len(frames)
+            pipeline.predict_columns(columns[0])  # first call allocates; keep it out of the timing
+            sklearn_rate = _rows_per_second(model.predict_proba, frames, rows, repeats)
+            onnx_rate = _rows_per_second(pipeline.predict_columns, columns, rows, repeats)
+            results.append(
+                {
+                    "batch": size,
+                    "rows": rows,
+                    "sklearn_rows_per_s": sklearn_rate,
+                    "onnx_rows_per_s": onnx_rate,
+                    "speedup": onnx_rate / sklearn_rate,
+                }
+            )
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="prepared table (tripod prepare)")
+    parser.add_argument("--target", default="sentiment")
+    parser.add_argument("--text-columns", nargs="+", default=["review_body"])
+    parser.add_argument("--max-features", type=int, nargs="+", default=[BaselineParams().max_features])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 2000])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows", type=int, default=2000, help="test rows timed at every batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per size; the median is printed")
+    args = parser.parse_args(argv)
+
+    frame = load_table(args.data)
+    split = split_frame(frame, args.target, seed=args.seed)
+    for max_features in args.max_features:
+        params = replace(BaselineParams(), max_features=max_features, seed=args.seed)
+        model = TextBaseline(args.text_columns, params).fit(split.train, split.train[args.target])
+        proba = model.predict_proba(split.test)
+        scores = evaluate(
+            split.test[args.target], np.asarray(model.labels_)[proba.argmax(axis=1)], model.labels_
+        )
+        print(
+            f"max_features={max_features} F={model.n_features_} test macro-F1 {scores['macro_f1']:.4f} "
+            f"accuracy {scores['accuracy']:.4f}"
+        )
+        for row in measure_throughput(model, split.test, args.batches, max_rows=args.rows, repeats=args.repeats):
+            print(
+                f"  batch {row['batch']:>5}: scikit-learn {row['sklearn_rows_per_s']:>9,.0f} rows/s   "
+                f"ONNX {row['onnx_rows_per_s']:>9,.0f} rows/s   ×{row['speedup']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Export writes a verified model directory whose ONNX stages reproduce scikit-learn (training/export.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from services.artifacts import load_manifest, sha256_file
+from services.runtime import InferencePipeline
+from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
+from training.data import fingerprint, split_frame, stratified_sample
+from training.errors import ParityError
+from training.export import ExportError, ExportOptions, convert, export_model
+from training.train import BaselineParams, TextBaseline, run_training
+
+STAGE_FILES = {"transformer.onnx", "classifier.onnx", "inverse_label.onnx"}
+
+
+@pytest.fixture(scope="module")
+def small_split(prepared_reviews: pd.DataFrame):
+    return split_frame(stratified_sample(prepared_reviews, TARGET, SAMPLE_ROWS, seed=42), TARGET, seed=42)
+
+
+@pytest.fixture(scope="module")
+def small_model(small_split) -> TextBaseline:
+    return TextBaseline([TEXT_COLUMN]).fit(small_split.train, small_split.train[TARGET])
+
+
+def _export(model: TextBaseline, split, root: Path, options: ExportOptions | None = None) -> Path:
+    return export_model(
+        model,
+        model_root=root,
+        target=TARGET,
+        parity_frame=split.test,
+        data_fingerprint=fingerprint(split.train, [TEXT_COLUMN, TARGET]),
+        metrics={"accuracy": 0.0},
+        metrics_report={},
+        options=options or ExportOptions(),
+    )
+
+
+def test_manifest_records_a_sha256_for_every_file(trained_model_dir: Path) -> None:
+    manifest = load_manifest(trained_model_dir)  # verifies every digest
+    assert set(manifest.files) == STAGE_FILES | {"metrics.json"}
+    for name, digest in manifest.files.items():
+        assert digest == sha256_file(trained_model_dir / name)
+
+
+def test_parity_passed_on_the_whole_test_split(trained_model_dir: Path) -> None:
+    parity = load_manifest(trained_model_dir).parity
+    assert parity.passed
+    assert parity.rows == SAMPLE_ROWS // 10
+    assert parity.label_agreement >= parity.min_label_agreement == 0.999
+    assert parity.max_abs_probability_diff <= parity.max_probability_tolerance == 1e-3
+
+
+def test_latest_points_to_the_version(trained_model_dir: Path) -> None:
+    latest = trained_model_dir.parent / "latest"
+    assert latest.is_symlink()
+    assert latest.resolve() == trained_model_dir.resolve()
+    assert trained_model_dir.name == "v1"
+
+
+def test_manifest_describes_the_model(trained_model_dir: Path) -> None:
+    manifest = load_manifest(trained_model_dir)
+    assert (manifest.name, manifest.version, manifest.target) == ("reviews", "v1", TARGET)
+    assert manifest.problem_type == "multiclass"
+    assert manifest.labels == ["negative", "neutral", "positive"]
+    assert [(c.name, c.dtype, c.role) for c in manifest.inputs] == [(TEXT_COLUMN, "string", "text")]
+    assert manifest.candidate.family == "tfidf_logreg"
+    assert manifest.candidate.params["seed"] == 42
+    assert manifest.data_fingerprint.startswith("sha256:")
+    assert {"accuracy", "macro_f1", "validation_macro_f1", "f1_neutral"} <= set(manifest.metrics)
+    assert {"scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "onnx_opset"} <= set(
+        manifest.libraries
+    )
+
+
+def _io(path: Path) -> tuple[list[tuple[str, str, list]], list[tuple[str, str, list]]]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def describe(args: list) -> list[tuple[str, str, list]]:
+        return [(a.name, a.type, [d if isinstance(d, int) else None for d in a.shape]) for a in args]
+
+    return describe(session.get_inputs()), describe(session.get_outputs())
+
+
+def test_stages_follow_the_onnx_contract(trained_model_dir: Path) -> None:
+    manifest = load_manifest(trained_model_dir)
+    width = manifest.stages["transformer"].outputs[0].shape[1]
+    assert isinstance(width, int) and width > 0
+    assert _io(trained_model_dir / "transformer.onnx") == (
+        [(TEXT_COLUMN, "tensor(string)", [None, 1])],
+        [("features", "tensor(float)", [None, width])],
+    )
+    assert _io(trained_model_dir / "classifier.onnx") == (
+        [("features", "tensor(float)", [None, width])],
+        [("label", "tensor(int64)", [None]), ("probabilities", "tensor(float)", [None, 3])],
+    )
+    assert _io(trained_model_dir / "inverse_label.onnx") == (
+        [("label", "tensor(int64)", [None])],
+        [("predicted_label", "tensor(string)", [None])],
+    )
+    spec = manifest.stages["classifier"]
+    assert [(t.name, t.dtype, t.shape) for t in spec.outputs] == [
+        ("label", "int64", [None]),
+        ("probabilities", "float32", [None, 3]),
+    ]
+
+
+def test_metrics_json_has_scores_and_a_confusion_matrix_in_label_order(trained_model_dir: Path) -> None:
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    manifest = load_manifest(trained_model_dir)
+    test = metrics["test"]
+    assert test["confusion_matrix"]["labels"] == manifest.labels == metrics["labels"]
+    assert np.asarray(test["confusion_matrix"]["matrix"]).sum() == test["rows"] == SAMPLE_ROWS // 10
+    assert [test["per_class"][label]["support"] for label in manifest.labels] == np.asarray(
+        test["confusion_matrix"]["matrix"]
+    ).sum(axis=1).tolist()
+    assert manifest.metrics["macro_f1"] == test["macro_f1"]
+    assert 0.4 < test["macro_f1"] <= test["accuracy"] < 1.0  # learned something on 1,600 reviews
+
+
+def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TextBaseline, tmp_path: Path) -> None:
+    texts = np.array(
+        [
+            "Café naïve résumé — “great” 😍 don’t LOVE it",
+            "ÀÉÎ STRASSE straße İstanbul ünïcödé wörds",
+            "a\rb\r\nc dress\rfits… 5'4\" 34B 100%",
+            "日本語 テキスト love love love the the fit",
+            "",
+            "   ",
+        ],
+        dtype=object,
+    )
+    paths = convert(small_model).save(tmp_path)
+    pipeline = InferencePipeline.from_files(
+        paths["transformer"], paths["classifier"], paths["inverse_label"], [TEXT_COLUMN], small_model.labels_
+    )
+    batch = pipeline.predict_columns({TEXT_COLUMN: texts})
+    expected = small_model.predict_proba(pd.DataFrame({TEXT_COLUMN: texts}))
+    np.testing.assert_allclose(batch.probabilities, expected, atol=1e-5)
+    assert list(batch.labels) == list(small_model.predict(pd.DataFrame({TEXT_COLUMN: texts})))
+
+
+def test_a_parity_failure_raises_a_clear_error_and_publishes_nothing(
+    small_model: TextBaseline, small_split, tmp_path: Path
+) -> None:
+    root = tmp_path / "reviews"
+    mismatching = ExportOptions(
+        tokenexp=r"\S+"
+    )  # whitespace tokens: "dress!" is not the vocabulary's "dress"
+    with pytest.raises(
+        ParityError,
+        match=r"on 200 held-out rows: label agreement 0\.\d+ \(required >= 0\.999\), "
+        r"max \|Δprobability\| [\d.e-]+ \(required <= 0\.001\)",
+    ):
+        _export(small_model, small_split, root, mismatching)
+    assert list(root.iterdir()) == []  # no version, no latest link, no staging directory left behind
+
+
+def test_sublinear_tf_is_refused_before_conversion(small_split, tmp_path: Path) -> None:
+    model = TextBaseline([TEXT_COLUMN], BaselineParams(sublinear_tf=True, max_features=500))
+    model.fit(small_split.train, small_split.train[TARGET])
+    with pytest.raises(ExportError, match=r"sublinear_tf=True.*log\(1 \+ tf\).*1 \+ log\(tf\)"):
+        _export(model, small_split, tmp_path / "reviews")
+
+
+@pytest.mark.parametrize(
+    ("classes", "text_columns", "problem_type"),
+    [
+        (["negative", "positive"], [TEXT_COLUMN], "binary"),
+        (["negative", "neutral", "positive"], [TEXT_COLUMN, "title"], "multiclass"),
+    ],
+    ids=["binary-one-column", "multiclass-two-columns-with-missing-titles"],
+)
+def test_run_training_exports_any_number_of_classes_and_text_columns(
+    prepared_reviews: pd.DataFrame,
+    tmp_path: Path,
+    classes: list[str],
+    text_columns: list[str],
+    problem_type: str,
+) -> None:
+    data = tmp_path / "reviews.parquet"
+    prepared_reviews[prepared_reviews[TARGET].isin(classes)].to_parquet(data, index=False)
+    version_dir = run_training(data, TARGET, text_columns, tmp_path / "m", sample=800, progress=False)
+    manifest = load_manifest(version_dir)
+    assert manifest.problem_type == problem_type
+    assert manifest.labels == classes
+    assert manifest.input_names == text_columns
+    assert manifest.parity.passed
+    assert [
+        i.name for i in ort.InferenceSession(str(version_dir / "transformer.onnx")).get_inputs()
+    ] == text_columns
+
+
+def test_each_run_publishes_the_next_version_and_moves_latest(
+    prepared_reviews_path: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "reviews"
+    first = run_training(prepared_reviews_path, TARGET, [TEXT_COLUMN], root, sample=400, progress=False)
+    second = run_training(
+        prepared_reviews_path, TARGET, [TEXT_COLUMN], root, sample=400, seed=7, progress=False
+    )
+    assert (first.name, second.name) == ("v1", "v2")
+    assert (root / "latest").resolve() == second.resolve()
+    assert load_manifest(first).data_fingerprint != load_manifest(second).data_fingerprint
+
+
+@pytest.mark.parametrize(
+    ("target", "text_columns", "message"),
+    [
+        ("stars", [TEXT_COLUMN], r"'stars' not found; available columns: .*'review_body'"),
+        (TARGET, ["body"], r"'body' not found; available columns:"),
+        (TARGET, [TARGET], r"cannot also be a text input column"),
+    ],
+    ids=["missing-target", "missing-text-column", "target-as-input"],
+)
+def test_run_training_refuses_bad_columns_clearly(
+    prepared_reviews_path: Path, tmp_path: Path, target: str, text_columns: list[str], message: str
+) -> None:
+    from training.errors import DataError
+
+    with pytest.raises(DataError, match=message):
+        run_training(prepared_reviews_path, target, text_columns, tmp_path / "m", progress=False)
+
+
+def test_throughput_benchmark_script_runs_in_short_form(prepared_reviews_path: Path) -> None:
+    """The benchmark is a side script; running it small here keeps it from rotting."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_throughput.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--data", str(prepared_reviews_path), "--max-features", "2000",
+         "--batches", "1", "64", "--rows", "128", "--repeats", "1"],
+        capture_output=True, text=True, check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("max_features=2000") and "test macro-F1" in lines[0]
+    assert [line.split(":")[0].split()[-1] for line in lines[1:]] == ["1", "64"]
+    assert all("scikit-learn" in line and "ONNX" in line for line in lines[1:])
