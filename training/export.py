@@ -124,6 +124,17 @@ def _vectorizers(model: TextBaseline) -> list[TfidfVectorizer]:
     return [t for _, t, _ in model.transformer_.transformers_ if isinstance(t, TfidfVectorizer)]
 
 
+def orphan_ngrams(vocabulary: Sequence[str]) -> list[str]:
+    """N-grams of the vocabulary with a word that is not itself in the vocabulary.
+
+    onnxruntime's ``TfIdfVectorizer`` only matches an n-gram whose every word is also a unigram of its pool, so
+    such n-grams would silently count zero in ONNX while scikit-learn counts them (``max_features`` can keep
+    "be adjusted" and drop "adjusted").  They are removed before the final fit.
+    """
+    words = {term for term in vocabulary if " " not in term}
+    return [term for term in vocabulary if " " in term and not all(w in words for w in term.split(" "))]
+
+
 def _check_convertible(vectorizer: TfidfVectorizer) -> None:
     if vectorizer.sublinear_tf:
         raise ExportError(
@@ -135,6 +146,11 @@ def _check_convertible(vectorizer: TfidfVectorizer) -> None:
     if vectorizer.tokenizer is not None or vectorizer.preprocessor is not None:
         raise ExportError(
             "a TfidfVectorizer with a custom tokenizer or preprocessor cannot be exported to ONNX"
+        )
+    if orphans := orphan_ngrams(vectorizer.get_feature_names_out().tolist()):
+        raise ExportError(
+            f"{len(orphans)} n-gram(s) such as {orphans[0]!r} have a word outside the vocabulary; onnxruntime "
+            "never matches them, so the ONNX stage would differ from scikit-learn"
         )
 
 

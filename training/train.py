@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from training.data import fingerprint, load_table, require_columns, split_frame, stratified_sample
 from training.errors import DataError
 from training.evaluate import evaluate, flat_metrics
-from training.export import export_model
+from training.export import export_model, orphan_ngrams
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +107,15 @@ class TextBaseline(ClassifierMixin, BaseEstimator):
         if not self.text_columns_:
             raise DataError("at least one text column is needed")
         self.params_ = params
-        self.transformer_ = ColumnTransformer(
-            [(f"tfidf_{column}", _vectorizer(params), column) for column in self.text_columns_],
-            remainder="drop",
-            sparse_threshold=1.0,  # keep the TF-IDF matrix sparse on the scikit-learn side
-        )
         labels = np.asarray(y, dtype=str)
         self.label_encoder_ = LabelEncoder().fit(labels)
         if len(self.label_encoder_.classes_) < 2:
             raise DataError(f"need at least two classes to train, found {list(self.label_encoder_.classes_)}")
-        features = self.transformer_.fit_transform(self.text_frame(frame))
+        texts = self.text_frame(frame)
+        self.transformer_ = _column_transformer(self.text_columns_, params).fit(texts)
+        if pruned := _onnx_faithful_vocabularies(self.transformer_, params):
+            self.transformer_ = _column_transformer(self.text_columns_, params, pruned).fit(texts)
+        features = self.transformer_.transform(texts)
         self.classifier_ = LogisticRegression(
             C=params.C, class_weight=params.class_weight, max_iter=params.max_iter, random_state=params.seed
         ).fit(features, self.label_encoder_.transform(labels))
@@ -150,7 +149,7 @@ class TextBaseline(ClassifierMixin, BaseEstimator):
         return self.label_encoder_.inverse_transform(self.predict_proba(frame).argmax(axis=1))
 
 
-def _vectorizer(params: BaselineParams) -> TfidfVectorizer:
+def _vectorizer(params: BaselineParams, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
     # float32 matches the ONNX graph's precision, so parity differences are rounding, not dtype.
     return TfidfVectorizer(
         lowercase=True,
@@ -159,8 +158,35 @@ def _vectorizer(params: BaselineParams) -> TfidfVectorizer:
         min_df=params.min_df,
         max_features=params.max_features,
         sublinear_tf=params.sublinear_tf,
+        vocabulary=vocabulary,
         dtype=np.float32,
     )
+
+
+def _column_transformer(
+    columns: Sequence[str], params: BaselineParams, vocabularies: dict[str, dict[str, int]] | None = None
+) -> ColumnTransformer:
+    vocabularies = vocabularies or {}
+    return ColumnTransformer(
+        [(f"tfidf_{column}", _vectorizer(params, vocabularies.get(column)), column) for column in columns],
+        remainder="drop",
+        sparse_threshold=1.0,  # keep the TF-IDF matrix sparse on the scikit-learn side
+    )
+
+
+def _onnx_faithful_vocabularies(transformer: ColumnTransformer, params: BaselineParams) -> dict[str, dict[str, int]]:
+    """Per text column, the fitted vocabulary without orphan n-grams (empty when nothing had to go)."""
+    pruned = {}
+    for name, vectorizer, column in transformer.transformers_:
+        if not isinstance(vectorizer, TfidfVectorizer):
+            continue
+        terms = vectorizer.get_feature_names_out().tolist()
+        orphans = set(orphan_ngrams(terms))
+        if orphans:
+            logger.info("%s: dropping %d n-grams whose words are not in the vocabulary", name, len(orphans))
+            kept = [term for term in terms if term not in orphans]
+            pruned[column] = {term: index for index, term in enumerate(kept)}
+    return pruned
 
 
 def _text_frame(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

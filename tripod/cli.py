@@ -75,7 +75,15 @@ def train(
 
     columns = [name.strip() for name in text_columns.split(",") if name.strip()]
     version_dir = run_training(data, target, columns, out, seed=seed, sample=sample)
-    typer.echo(f"model written to {version_dir}")
+    from services.artifacts import read_manifest
+
+    manifest = read_manifest(version_dir)
+    metrics, parity = manifest.metrics, manifest.parity
+    typer.echo(
+        f"model written to {version_dir}: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
+        f"ONNX parity on {parity.rows} rows: labels {parity.label_agreement:.2%}, "
+        f"max |Δp| {parity.max_abs_probability_diff:.1e}"
+    )
 
 
 @app.command()

@@ -245,3 +245,30 @@ def test_throughput_benchmark_script_runs_in_short_form(prepared_reviews_path: P
     assert lines[0].startswith("max_features=2000") and "test macro-F1" in lines[0]
     assert [line.split(":")[0].split()[-1] for line in lines[1:]] == ["1", "64"]
     assert all("scikit-learn" in line and "ONNX" in line for line in lines[1:])
+
+
+def test_orphan_ngrams_are_ngrams_with_a_word_outside_the_vocabulary() -> None:
+    from training.export import orphan_ngrams
+
+    assert orphan_ngrams(["the", "worst", "the worst", "be adjusted", "be"]) == ["be adjusted"]
+
+
+def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_path: Path) -> None:
+    """At 4,000 features on this sample, max_features keeps 3 bigrams whose words it drops; fit must prune them."""
+    from training.export import orphan_ngrams
+    from training.train import _column_transformer
+
+    params = BaselineParams(max_features=4000)
+    unpruned = _column_transformer([TEXT_COLUMN], params).fit(small_split.train).transformers_[0][1]
+    orphans = orphan_ngrams(unpruned.get_feature_names_out().tolist())
+    assert orphans  # the trap is really there
+    model = TextBaseline([TEXT_COLUMN], params).fit(small_split.train,
+                                                                              small_split.train[TARGET])
+    vectorizer = model.transformer_.transformers_[0][1]
+    assert orphan_ngrams(vectorizer.get_feature_names_out().tolist()) == []
+    paths = convert(model).save(tmp_path)
+    pipeline = InferencePipeline.from_files(paths["transformer"], paths["classifier"], paths["inverse_label"],
+                                            [TEXT_COLUMN], model.labels_)
+    texts = model.text_frame(pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})]))
+    onnx_features = pipeline.transformer.transform(texts.to_numpy(dtype=object))
+    np.testing.assert_allclose(onnx_features, model.transform(texts).toarray(), atol=1e-5)
