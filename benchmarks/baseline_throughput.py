@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.runtime import InferencePipeline
+from services.runtime import InferencePipeline, text_inputs
 from training.data import load_table, split_frame
 from training.evaluate import evaluate
 from training.export import convert
@@ -70,7 +70,7 @@ def measure_throughput(
             paths["transformer"],
             paths["classifier"],
             paths["inverse_label"],
-            model.text_columns_,
+            text_inputs(model.text_columns_),
             model.labels_,
         )
         results = []

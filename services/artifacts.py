@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.errors import ModelIntegrityError
 
@@ -25,9 +25,14 @@ LATEST_LINK = "latest"
 _HASH_CHUNK = 1 << 20
 
 ProblemType = Literal["binary", "multiclass", "regression"]
-ColumnType = Literal["string", "float", "int"]
+ColumnType = Literal["string", "float"]
 ColumnRole = Literal["text", "categorical", "numeric"]
-StageName = Literal["transformer", "classifier", "inverse_label"]
+StageName = Literal["transformer", "classifier", "inverse_label", "regressor"]
+STAGES_BY_PROBLEM: dict[str, tuple[str, ...]] = {
+    "binary": ("transformer", "classifier", "inverse_label"),
+    "multiclass": ("transformer", "classifier", "inverse_label"),
+    "regression": ("transformer", "regressor"),
+}
 
 
 class _Strict(BaseModel):
@@ -35,7 +40,11 @@ class _Strict(BaseModel):
 
 
 class InputColumn(_Strict):
-    """One column a client sends; its name is the ONNX input name of the transformer stage."""
+    """One column a client sends; its name is the ONNX input name of the transformer stage.
+
+    ``string`` columns (text, categorical) are ``tensor(string)`` inputs; ``float`` columns (numeric) are
+    ``tensor(float)`` inputs where a missing value is NaN.
+    """
 
     name: str
     dtype: ColumnType
@@ -84,7 +93,7 @@ class Manifest(_Strict):
     problem_type: ProblemType
     target: str
     inputs: list[InputColumn]
-    labels: list[str] = Field(description="label strings in class-index order")
+    labels: list[str] = Field(description="label strings in class-index order; empty for regression")
     stages: dict[StageName, StageSpec]
     metrics: dict[str, float]
     parity: Parity
@@ -96,6 +105,15 @@ class Manifest(_Strict):
     @property
     def input_names(self) -> list[str]:
         return [column.name for column in self.inputs]
+
+    @model_validator(mode="after")
+    def _stages_fit_the_problem(self) -> Manifest:
+        expected = STAGES_BY_PROBLEM[self.problem_type]
+        if tuple(sorted(self.stages)) != tuple(sorted(expected)):
+            raise ValueError(f"a {self.problem_type} model has stages {list(expected)}, not {sorted(self.stages)}")
+        if (self.problem_type == "regression") != (not self.labels):
+            raise ValueError("labels are required for classification and must be empty for regression")
+        return self
 
 
 def sha256_file(path: Path) -> str:

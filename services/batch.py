@@ -20,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from services.errors import InvalidInput, SchemaError
-from services.runtime import InferencePipeline, PredictionBatch
+from services.artifacts import InputColumn
+from services.runtime import InferencePipeline, PredictionBatch, coerce_value
 
 INPUT_FORMATS = (".csv", ".jsonl")
 OUTPUT_FORMATS = (".csv", ".jsonl")
@@ -33,22 +34,38 @@ def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
     return suffix
 
 
-def _csv_rows(handle: IO[str], path: Path, input_names: Sequence[str]) -> Iterator[list[str]]:
+def _csv_value(text: str, column: InputColumn, where: str) -> object:
+    """CSV cells are text: numeric columns parse them, an empty cell is a missing number (NaN)."""
+    if column.dtype == "string":
+        return text
+    if not text.strip():
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        raise SchemaError(f"{where} must be a number, got {text[:40]!r}") from None
+
+
+def _csv_rows(handle: IO[str], path: Path, inputs: Sequence[InputColumn]) -> Iterator[list[object]]:
+    names = [column.name for column in inputs]
     reader = csv.reader(handle)
     header = next(reader, None)
     if header is None:
-        raise InvalidInput(f"{path} is empty: expected a header row with {list(input_names)}")
-    missing = [name for name in input_names if name not in header]
+        raise InvalidInput(f"{path} is empty: expected a header row with {names}")
+    missing = [name for name in names if name not in header]
     if missing:
         raise SchemaError(f"{path} has no column(s) {missing}; its columns are {header}")
-    positions = [header.index(name) for name in input_names]
+    positions = [header.index(name) for name in names]
     for line, row in enumerate(reader, start=2):
         if len(row) != len(header):
             raise InvalidInput(f"{path} row {line}: {len(row)} fields where the header has {len(header)}")
-        yield [row[position] for position in positions]
+        yield [
+            _csv_value(row[position], column, f"{path} row {line}: field {column.name!r}")
+            for position, column in zip(positions, inputs, strict=True)
+        ]
 
 
-def _jsonl_rows(handle: IO[str], path: Path, input_names: Sequence[str]) -> Iterator[list[str]]:
+def _jsonl_rows(handle: IO[str], path: Path, inputs: Sequence[InputColumn]) -> Iterator[list[object]]:
     for line_number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
@@ -58,48 +75,51 @@ def _jsonl_rows(handle: IO[str], path: Path, input_names: Sequence[str]) -> Iter
             raise InvalidInput(f"{path} line {line_number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
             raise SchemaError(f"{path} line {line_number}: expected a JSON object")
-        row = []
-        for name in input_names:
-            value = record.get(name)
-            if not isinstance(value, str):
-                raise SchemaError(
-                    f"{path} line {line_number}: field {name!r} must be a string, got {type(value).__name__}"
-                )
-            row.append(value)
-        yield row
+        yield [
+            coerce_value(record.get(column.name), column, f"{path} line {line_number}: field {column.name!r}")
+            for column in inputs
+        ]
 
 
-def read_rows(handle: IO[str], path: Path, input_names: Sequence[str]) -> Iterator[list[str]]:
-    """Yield each input row as the model's input columns, in manifest order."""
+def read_rows(handle: IO[str], path: Path, inputs: Sequence[InputColumn]) -> Iterator[list[object]]:
+    """Yield each input row as the model's input columns, in manifest order, of their column types."""
     if _suffix(path, INPUT_FORMATS, "the input file") == ".csv":
-        return _csv_rows(handle, path, input_names)
-    return _jsonl_rows(handle, path, input_names)
+        return _csv_rows(handle, path, inputs)
+    return _jsonl_rows(handle, path, inputs)
 
 
 class PredictionWriter:
-    """Writes prediction batches as JSON Lines or as CSV with one probability column per label."""
+    """Writes prediction batches as JSON Lines, or as CSV: ``predicted_label``, ``probability`` and one
+    ``probability_<label>`` column per label for classification; ``predicted_value`` for regression."""
 
     def __init__(self, handle: IO[str], path: Path, class_names: Sequence[str]) -> None:
         self.handle = handle
         self.format = _suffix(path, OUTPUT_FORMATS, "the output file")
-        self.class_names = list(class_names)
         self._csv = csv.writer(handle) if self.format == ".csv" else None
         if self._csv is not None:
-            self._csv.writerow(["predicted_label", "probability", *(f"probability_{c}" for c in class_names)])
+            header = (
+                ["predicted_label", "probability", *(f"probability_{c}" for c in class_names)]
+                if class_names
+                else ["predicted_value"]
+            )
+            self._csv.writerow(header)
 
     def write(self, batch: PredictionBatch) -> None:
         if self._csv is None:
             for record in batch.records():
                 self.handle.write(json.dumps(record) + "\n")
-            return
-        for label, row in zip(batch.labels, batch.probabilities, strict=True):
-            self._csv.writerow([label, f"{row.max():.6g}", *(f"{p:.6g}" for p in row)])
+        elif batch.values is not None:
+            self._csv.writerows([f"{value:.9g}"] for value in batch.values)
+        else:
+            assert batch.labels is not None and batch.probabilities is not None
+            for label, row in zip(batch.labels, batch.probabilities, strict=True):
+                self._csv.writerow([label, f"{row.max():.6g}", *(f"{p:.6g}" for p in row)])
 
 
-def count_rows(path: Path, input_names: Sequence[str]) -> int:
+def count_rows(path: Path, inputs: Sequence[InputColumn]) -> int:
     """A first pass for the progress bar's total (CSV rows may span lines, so lines are not rows)."""
     with _open_text(path) as handle:
-        return sum(1 for _ in read_rows(handle, path, input_names))
+        return sum(1 for _ in read_rows(handle, path, inputs))
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -120,19 +140,19 @@ def predict_file(
 
     Raises:
         InvalidInput: unreadable or non-UTF-8 input, or an unsupported file type.
-        SchemaError: a missing input column or a non-string value.
+        SchemaError: a missing input column or a value of the wrong type.
     """
     _suffix(destination, OUTPUT_FORMATS, "the output file")
     partial = destination.with_name(destination.name + ".part")
     written, total = 0, -1
     try:
-        total = count_rows(source, pipeline.input_names)
+        total = count_rows(source, pipeline.inputs)
         with ExitStack() as stack:
             handle = stack.enter_context(_open_text(source))
             out = stack.enter_context(partial.open("w", encoding="utf-8", newline=""))
             writer = PredictionWriter(out, destination, pipeline.class_names)
             bar = stack.enter_context(tqdm(total=total, unit="rows", disable=not progress, desc="predict"))
-            rows = read_rows(handle, source, pipeline.input_names)
+            rows = read_rows(handle, source, pipeline.inputs)
             while chunk := list(islice(rows, batch_size)):
                 writer.write(pipeline.predict_array(np.array(chunk, dtype=object)))
                 written += len(chunk)

@@ -1,5 +1,7 @@
 """The ONNX inference runtime: transformer → classifier → inverse-label, run by onnxruntime.
 
+Regression models have two stages (transformer → regressor) and answer ``predicted_value``.
+
 This is the one inference code path.  The BentoML stage services, ``tripod predict`` (batch over files), the
 export parity check and the in-process benchmarks all call these classes, so they cannot disagree.  Each stage
 has the same shape: it is built from one ONNX file, knows its input and output names, and maps named arrays to
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from services.artifacts import Manifest, load_manifest
+from services.artifacts import InputColumn, Manifest, load_manifest
 from services.errors import SchemaError
 
 TRANSFORMER_FILE = "transformer.onnx"
@@ -26,6 +28,8 @@ FEATURES = "features"
 LABEL = "label"
 PROBABILITIES = "probabilities"
 PREDICTED_LABEL = "predicted_label"
+PREDICTIONS = "predictions"
+REGRESSOR_FILE = "regressor.onnx"
 
 
 def session_options(threads: int, *, custom_ops: bool = False) -> ort.SessionOptions:
@@ -73,21 +77,40 @@ class OnnxStage:
 
 
 class TransformerStage(OnnxStage):
-    """Raw input columns → feature matrix ``(n_samples, n_features)``."""
+    """Raw input columns → the single ``features`` tensor the estimator stage takes.
+
+    ``features`` is float32 ``(n_samples, n_features)`` for vectorizers, or int64 ``(n_samples, max_tokens)``
+    token ids for tokenizer graphs; either way one tensor, so stages batch and travel as one array.
+    """
+
+    def __init__(self, path: Path, *, threads: int = 1) -> None:
+        super().__init__(path, threads=threads)
+        self.numeric = [node.type == "tensor(float)" for node in self.session.get_inputs()]
 
     def transform(self, columns: np.ndarray) -> np.ndarray:
         """Args:
-            columns: object array ``(n_samples, n_inputs)`` of strings, columns in manifest input order.
+            columns: object array ``(n_samples, n_inputs)`` in manifest input order: strings for string
+                columns, floats (NaN when missing) for numeric ones.
         """
-        feeds = {name: columns[:, [i]] for i, name in enumerate(self.input_names)}
+        feeds = {
+            name: columns[:, [i]].astype(np.float32) if numeric else columns[:, [i]]
+            for i, (name, numeric) in enumerate(zip(self.input_names, self.numeric, strict=True))
+        }
         return self.run(feeds)[FEATURES]
 
 
 class ClassifierStage(OnnxStage):
-    """Feature matrix → class probabilities ``(n_samples, n_classes)``."""
+    """Features → class probabilities ``(n_samples, n_classes)``."""
 
     def classify(self, features: np.ndarray) -> np.ndarray:
-        return self.run({FEATURES: np.asarray(features, dtype=np.float32)})[PROBABILITIES]
+        return self.run({FEATURES: features})[PROBABILITIES]
+
+
+class RegressorStage(OnnxStage):
+    """Features → predicted values ``(n_samples,)``."""
+
+    def regress(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run({FEATURES: features})[PREDICTIONS], dtype=np.float64).reshape(-1)
 
 
 class InverseLabelStage(OnnxStage):
@@ -104,106 +127,146 @@ def class_indices(probabilities: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """The pipeline's answer for ``n_samples`` rows."""
+    """The pipeline's answer for ``n_samples`` rows: labels and probabilities, or regression values."""
 
-    labels: np.ndarray
-    """``(n_samples,)`` predicted label strings."""
-    probabilities: np.ndarray
-    """``(n_samples, n_classes)`` class probabilities, columns in ``class_names`` order."""
-    class_names: tuple[str, ...]
+    labels: np.ndarray | None = None
+    """``(n_samples,)`` predicted label strings (classification)."""
+    probabilities: np.ndarray | None = None
+    """``(n_samples, n_classes)`` class probabilities, columns in ``class_names`` order (classification)."""
+    class_names: tuple[str, ...] = ()
+    values: np.ndarray | None = None
+    """``(n_samples,)`` predicted values (regression)."""
 
     @property
     def indices(self) -> np.ndarray:
+        if self.probabilities is None:
+            raise ValueError("a regression batch has no class indices")
         return class_indices(self.probabilities)
 
     def records(self) -> list[dict[str, object]]:
-        """JSON-ready rows: ``predicted_label``, ``probability`` of that label, and every label's probability."""
+        """JSON-ready rows in the wire shape of :func:`format_predictions` / :func:`format_values`."""
+        if self.values is not None:
+            return format_values(self.values)
+        assert self.labels is not None and self.probabilities is not None
         return format_predictions(self.labels, self.probabilities, self.class_names)
 
 
 def format_predictions(
     labels: Sequence[str] | np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> list[dict[str, object]]:
-    """The wire shape of predictions, shared by every route and by ``tripod predict``."""
-    rounded = np.asarray(probabilities, dtype=np.float64)
-    best = rounded.max(axis=1)
+    """Classification rows: ``predicted_label``, its ``probability``, and every label's ``probabilities``."""
+    rows = np.asarray(probabilities, dtype=np.float64)
+    best = rows.max(axis=1)
     return [
         {
             "predicted_label": str(label),
             "probability": float(top),
             "probabilities": dict(zip(class_names, map(float, row), strict=True)),
         }
-        for label, top, row in zip(labels, best, rounded, strict=True)
+        for label, top, row in zip(labels, best, rows, strict=True)
     ]
 
 
-def records_to_columns(records: Sequence[Mapping[str, object]], input_names: Sequence[str]) -> np.ndarray:
-    """Validate records against the input schema and stack them into ``(n_samples, n_inputs)`` strings.
+def format_values(values: np.ndarray) -> list[dict[str, object]]:
+    """Regression rows: ``predicted_value``."""
+    return [{"predicted_value": float(value)} for value in np.asarray(values, dtype=np.float64).reshape(-1)]
 
-    Every field must be present and a string; unknown fields are refused so that a misspelt column name is
-    reported instead of silently predicting on an empty text.
+
+def coerce_value(value: object, column: InputColumn, where: str) -> object:
+    """Check one field against its column type: a string, or a number (``None`` → NaN) for numeric columns.
+
+    Args:
+        where: how to name the field in an error, e.g. ``"record 3: field 'age'"``.
+
+    Raises:
+        SchemaError: the value has the wrong type.
+    """
+    if column.dtype == "string":
+        if isinstance(value, str):
+            return value
+        raise SchemaError(f"{where} must be a string, got {type(value).__name__}")
+    if value is None:
+        return float("nan")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise SchemaError(f"{where} must be a number or null, got {type(value).__name__}")
+
+
+def records_to_columns(records: Sequence[Mapping[str, object]], inputs: Sequence[InputColumn]) -> np.ndarray:
+    """Validate records against the input schema and stack them into an object array ``(n_samples, n_inputs)``.
+
+    Every field must be present with its column's type; unknown fields are refused so that a misspelt column
+    name is reported instead of silently predicting on an empty value.
 
     Raises:
         SchemaError: naming the record index and the field.
     """
     if not records:
         raise SchemaError("records must hold at least one record")
-    expected = set(input_names)
-    columns = np.empty((len(records), len(input_names)), dtype=object)
+    names = [column.name for column in inputs]
+    expected = set(names)
+    columns = np.empty((len(records), len(inputs)), dtype=object)
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
-            raise SchemaError(f"record {index}: expected an object with fields {sorted(expected)}")
+            raise SchemaError(f"record {index}: expected an object with fields {names}")
         unknown = sorted(set(record) - expected)
         if unknown:
-            raise SchemaError(f"record {index}: unknown field(s) {unknown}; the model takes {list(input_names)}")
-        for position, name in enumerate(input_names):
-            if name not in record:
-                raise SchemaError(f"record {index}: field {name!r} is required")
-            value = record[name]
-            if not isinstance(value, str):
-                raise SchemaError(
-                    f"record {index}: field {name!r} must be a string, got {type(value).__name__}"
-                )
-            columns[index, position] = value
+            raise SchemaError(f"record {index}: unknown field(s) {unknown}; the model takes {names}")
+        for position, column in enumerate(inputs):
+            if column.name not in record:
+                raise SchemaError(f"record {index}: field {column.name!r} is required")
+            columns[index, position] = coerce_value(
+                record[column.name], column, f"record {index}: field {column.name!r}"
+            )
     return columns
 
 
+def text_inputs(names: Sequence[str]) -> list[InputColumn]:
+    """Input columns that are all free text, the common case for callers that only know column names."""
+    return [InputColumn(name=name, dtype="string", role="text") for name in names]
+
+
 class InferencePipeline:
-    """The three stages of one model directory, run in-process."""
+    """The stages of one model directory, run in-process."""
 
     def __init__(
         self,
         transformer: TransformerStage,
-        classifier: ClassifierStage,
-        inverse_label: InverseLabelStage,
-        input_names: Sequence[str],
+        estimator: ClassifierStage | RegressorStage,
+        inverse_label: InverseLabelStage | None,
+        inputs: Sequence[InputColumn],
         class_names: Sequence[str],
         manifest: Manifest | None = None,
     ) -> None:
         self.transformer = transformer
-        self.classifier = classifier
+        self.estimator = estimator
         self.inverse_label = inverse_label
-        self.input_names = list(input_names)
+        self.inputs = list(inputs)
+        self.input_names = [column.name for column in self.inputs]
         self.class_names = tuple(class_names)
         self.manifest = manifest
+
+    @property
+    def is_regression(self) -> bool:
+        return isinstance(self.estimator, RegressorStage)
 
     @classmethod
     def from_files(
         cls,
         transformer: Path,
-        classifier: Path,
-        inverse_label: Path,
-        input_names: Sequence[str],
+        estimator: Path,
+        inverse_label: Path | None,
+        inputs: Sequence[InputColumn],
         labels: Sequence[str],
         *,
         threads: int = 1,
     ) -> InferencePipeline:
-        """Build from stage files that have no manifest yet: the export parity check uses this."""
+        """Build from stage files that have no manifest yet (export's parity check); no inverse label = regression."""
         return cls(
             TransformerStage(transformer, threads=threads),
-            ClassifierStage(classifier, threads=threads),
-            InverseLabelStage(inverse_label, threads=threads),
-            input_names,
+            ClassifierStage(estimator, threads=threads) if inverse_label else RegressorStage(estimator, threads=threads),
+            InverseLabelStage(inverse_label, threads=threads) if inverse_label else None,
+            inputs,
             labels,
         )
 
@@ -213,11 +276,12 @@ class InferencePipeline:
         model_dir = Path(model_dir).resolve()
         manifest = load_manifest(model_dir)
         stages = manifest.stages
+        regression = manifest.problem_type == "regression"
         pipeline = cls.from_files(
             model_dir / stages["transformer"].file,
-            model_dir / stages["classifier"].file,
-            model_dir / stages["inverse_label"].file,
-            manifest.input_names,
+            model_dir / stages["regressor" if regression else "classifier"].file,
+            None if regression else model_dir / stages["inverse_label"].file,
+            manifest.inputs,
             manifest.labels,
             threads=threads,
         )
@@ -225,15 +289,19 @@ class InferencePipeline:
         return pipeline
 
     def predict_columns(self, columns: Mapping[str, np.ndarray]) -> PredictionBatch:
-        """Predict from named 1-D columns of strings, ``{name: (n_samples,)}``."""
+        """Predict from named 1-D columns ``{name: (n_samples,)}``, already of their column types."""
         stacked = np.stack([np.asarray(columns[name], dtype=object) for name in self.input_names], axis=1)
         return self.predict_array(stacked)
 
     def predict_array(self, columns: np.ndarray) -> PredictionBatch:
         """Predict from an object array ``(n_samples, n_inputs)`` in manifest input order."""
-        probabilities = self.classifier.classify(self.transformer.transform(columns))
+        features = self.transformer.transform(columns)
+        if isinstance(self.estimator, RegressorStage):
+            return PredictionBatch(values=self.estimator.regress(features))
+        assert self.inverse_label is not None
+        probabilities = self.estimator.classify(features)
         labels = self.inverse_label.inverse(class_indices(probabilities))
         return PredictionBatch(labels, probabilities, self.class_names)
 
     def predict_records(self, records: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
-        return self.predict_array(records_to_columns(records, self.input_names)).records()
+        return self.predict_array(records_to_columns(records, self.inputs)).records()

@@ -8,6 +8,7 @@ declared, so this module reads :class:`ServingSettings` once, at import, and now
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -21,9 +22,11 @@ from services.limits import BodyLimitMiddleware
 from services.runtime import (
     ClassifierStage,
     InverseLabelStage,
+    RegressorStage,
     TransformerStage,
     class_indices,
     format_predictions,
+    format_values,
     records_to_columns,
 )
 from services.settings import ServingSettings
@@ -33,17 +36,26 @@ _BATCHING = {"batchable": True, "max_batch_size": SETTINGS.max_batch_size, "max_
 _STAGE = {"workers": SETTINGS.stage_workers, "traffic": {"timeout": SETTINGS.timeout_s}}
 
 
-def _stage_path(stage: str) -> tuple[Manifest, Any]:
+def _stage_path(stage: str) -> tuple[Manifest, Path]:
     manifest = load_manifest(SETTINGS.model_dir)
     return manifest, SETTINGS.model_dir.resolve() / manifest.stages[stage].file  # type: ignore[index]
 
 
-class Prediction(BaseModel):
-    """One record's answer."""
+class ClassPrediction(BaseModel):
+    """One record's answer from a classification model."""
 
     predicted_label: str = Field(description="the most probable label")
     probability: float = Field(description="probability of predicted_label")
     probabilities: dict[str, float] = Field(description="probability of every label")
+
+
+class ValuePrediction(BaseModel):
+    """One record's answer from a regression model."""
+
+    predicted_value: float
+
+
+Prediction = ClassPrediction | ValuePrediction
 
 
 @bentoml.service(name="tripod_transformer", **_STAGE)
@@ -61,14 +73,19 @@ class Transformer:
 
 @bentoml.service(name="tripod_classifier", **_STAGE)
 class Classifier:
-    """Features → class probabilities ``(n_samples, n_classes)``."""
+    """The algorithm stage: features → class probabilities ``(n_samples, n_classes)``, or for a regression
+    model (whose second stage is ``regressor.onnx``) predicted values ``(n_samples,)``."""
 
     def __init__(self) -> None:
-        _, path = _stage_path("classifier")
-        self.stage = ClassifierStage(path, threads=SETTINGS.onnx_threads)
+        manifest = load_manifest(SETTINGS.model_dir)
+        regression = manifest.problem_type == "regression"
+        _, path = _stage_path("regressor" if regression else "classifier")
+        self.stage = (RegressorStage if regression else ClassifierStage)(path, threads=SETTINGS.onnx_threads)
 
     @bentoml.api(**_BATCHING)
     def classify(self, features: np.ndarray) -> np.ndarray:
+        if isinstance(self.stage, RegressorStage):
+            return self.stage.regress(features)
         return self.stage.classify(features)
 
 
@@ -102,11 +119,13 @@ class Tripod:
         """Predict a label for each record; its fields are the model's input columns."""
         if len(records) > SETTINGS.max_records:
             raise PayloadTooLarge(f"{len(records)} records is more than the limit of {SETTINGS.max_records}")
-        columns = records_to_columns(records, self.manifest.input_names)
+        columns = records_to_columns(records, self.manifest.inputs)
         features = await self.transformer.to_async.transform(columns)
-        probabilities = await self.classifier.to_async.classify(features)
-        labels = await self.inverse_label.to_async.inverse(class_indices(probabilities))
-        return [Prediction(**row) for row in format_predictions(labels, probabilities, self.manifest.labels)]
+        scores = await self.classifier.to_async.classify(features)
+        if self.manifest.problem_type == "regression":
+            return [ValuePrediction(**row) for row in format_values(scores)]
+        labels = await self.inverse_label.to_async.inverse(class_indices(scores))
+        return [ClassPrediction(**row) for row in format_predictions(labels, scores, self.manifest.labels)]
 
 
 Tripod.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_request_bytes)

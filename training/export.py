@@ -61,6 +61,7 @@ from services.runtime import (
     PROBABILITIES,
     TRANSFORMER_FILE,
     InferencePipeline,
+    text_inputs,
 )
 from training.errors import ParityError
 
@@ -308,7 +309,8 @@ def check_parity(
         ParityError: Label agreement or the largest probability difference is outside the tolerances.
     """
     pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths["classifier"], paths["inverse_label"], model.text_columns_, model.labels_
+        paths["transformer"], paths["classifier"], paths["inverse_label"], text_inputs(model.text_columns_),
+        model.labels_,
     )
     text = model.text_frame(frame)
     expected_proba = model.predict_proba(frame)
@@ -321,7 +323,7 @@ def check_parity(
         # Serving reads the arg-max of ``probabilities``; the classifier's own ``label`` output must agree with it
         # too, for clients that use the graph directly.
         features = pipeline.transformer.transform(chunk.to_numpy(dtype=object))
-        label_output = pipeline.classifier.run({FEATURES: features})[LABEL]
+        label_output = pipeline.estimator.run({FEATURES: features})[LABEL]
         agree = (np.asarray(batch.labels, dtype=object) == expected) & (label_output == batch.indices)
         agreeing += int(agree.sum())
         diff = np.abs(batch.probabilities.astype(np.float64) - expected_proba[start : start + len(chunk)])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from services.artifacts import load_manifest, sha256_file
-from services.runtime import InferencePipeline
+from services.runtime import InferencePipeline, text_inputs
 from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
 from training.data import fingerprint, split_frame, stratified_sample
 from training.errors import ParityError
@@ -140,7 +140,8 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TextBaseline
     )
     paths = convert(small_model).save(tmp_path)
     pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths["classifier"], paths["inverse_label"], [TEXT_COLUMN], small_model.labels_
+        paths["transformer"], paths["classifier"], paths["inverse_label"], text_inputs([TEXT_COLUMN]),
+        small_model.labels_,
     )
     batch = pipeline.predict_columns({TEXT_COLUMN: texts})
     expected = small_model.predict_proba(pd.DataFrame({TEXT_COLUMN: texts}))
@@ -268,7 +269,7 @@ def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_pat
     assert orphan_ngrams(vectorizer.get_feature_names_out().tolist()) == []
     paths = convert(model).save(tmp_path)
     pipeline = InferencePipeline.from_files(paths["transformer"], paths["classifier"], paths["inverse_label"],
-                                            [TEXT_COLUMN], model.labels_)
+                                            text_inputs([TEXT_COLUMN]), model.labels_)
     texts = model.text_frame(pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})]))
     onnx_features = pipeline.transformer.transform(texts.to_numpy(dtype=object))
     np.testing.assert_allclose(onnx_features, model.transform(texts).toarray(), atol=1e-5)
