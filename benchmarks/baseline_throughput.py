@@ -1,7 +1,7 @@
 """Rows per second of the ONNX serving path against scikit-learn's ``predict_proba``, per batch size.
 
 The transformer stage's dense ``(n_samples, n_features)`` output makes ONNX cost grow with the vocabulary, so
-``BaselineParams.max_features`` is chosen with this measurement.  Both sides run single-threaded, as the
+``max_features`` of the ``tfidf_linear`` family is chosen with this measurement.  Both sides run single-threaded, as the
 serving runtime does (one intra-op thread per stage).
 
 Usage:
@@ -18,17 +18,16 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from services.runtime import InferencePipeline, text_inputs
+from services.runtime import InferencePipeline
+from training.automl.families.tfidf import TfidfLinear
 from training.data import load_table, split_frame
 from training.evaluate import evaluate
-from training.export import convert
-from training.train import BaselineParams, TextBaseline
+from training.train import text_problem
 
 
 def _rows_per_second(
@@ -44,7 +43,7 @@ def _rows_per_second(
 
 
 def measure_throughput(
-    model: TextBaseline,
+    model: TfidfLinear,
     texts: pd.DataFrame,
     batch_sizes: Sequence[int] = (1, 64, 2000),
     *,
@@ -63,15 +62,12 @@ def measure_throughput(
     Returns:
         One dict per batch size: ``batch``, ``rows``, ``sklearn_rows_per_s``, ``onnx_rows_per_s``, ``speedup``.
     """
-    frame = model.text_frame(texts)
+    problem = model.problem
+    frame = problem.input_frame(texts)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = convert(model).save(Path(tmp))
+        paths = model.to_onnx().save(Path(tmp))
         pipeline = InferencePipeline.from_files(
-            paths["transformer"],
-            paths["classifier"],
-            paths["inverse_label"],
-            text_inputs(model.text_columns_),
-            model.labels_,
+            paths["transformer"], paths["classifier"], paths["inverse_label"], problem.roles.inputs, problem.labels
         )
         results = []
         for size in batch_sizes:
@@ -81,7 +77,7 @@ def measure_throughput(
             columns = [{c: part[c].to_numpy(dtype=object) for c in part.columns} for part in frames]
             rows = size * len(frames)
             pipeline.predict_columns(columns[0])  # first call allocates; keep it out of the timing
-            sklearn_rate = _rows_per_second(model.predict_proba, frames, rows, repeats)
+            sklearn_rate = _rows_per_second(model.predict_scores, frames, rows, repeats)
             onnx_rate = _rows_per_second(pipeline.predict_columns, columns, rows, repeats)
             results.append(
                 {
@@ -100,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared table (tripod prepare)")
     parser.add_argument("--target", default="sentiment")
     parser.add_argument("--text-columns", nargs="+", default=["review_body"])
-    parser.add_argument("--max-features", type=int, nargs="+", default=[BaselineParams().max_features])
+    parser.add_argument("--max-features", type=int, nargs="+", default=[15000])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 2000])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--rows", type=int, default=2000, help="test rows timed at every batch size")
@@ -110,12 +106,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     frame = load_table(args.data)
     split = split_frame(frame, args.target, seed=args.seed)
     for max_features in args.max_features:
-        params = replace(BaselineParams(), max_features=max_features, seed=args.seed)
-        model = TextBaseline(args.text_columns, params).fit(split.train, split.train[args.target])
-        proba = model.predict_proba(split.test)
-        scores = evaluate(
-            split.test[args.target], np.asarray(model.labels_)[proba.argmax(axis=1)], model.labels_
-        )
+        problem = text_problem(split.train, args.target, args.text_columns)
+        params = {**TfidfLinear.default_params("balanced", problem), "max_features": max_features}
+        model = TfidfLinear(problem, params, seed=args.seed).fit(split.train, split.validation)
+        proba = model.predict_scores(split.test)
+        scores = evaluate(split.test[args.target], np.asarray(problem.labels)[proba.argmax(axis=1)], problem.labels)
         print(
             f"max_features={max_features} F={model.n_features_} test macro-F1 {scores['macro_f1']:.4f} "
             f"accuracy {scores['accuracy']:.4f}"

@@ -13,7 +13,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -80,7 +80,7 @@ class Candidate(_Strict):
     """The search candidate that produced the model: its family and hyperparameters."""
 
     family: str
-    params: dict[str, str | int | float | bool | None | list[int]]
+    params: dict[str, Any] = Field(description="JSON hyperparameters of the family")
 
 
 class Manifest(_Strict):

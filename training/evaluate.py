@@ -1,4 +1,4 @@
-"""Score a classifier on held-out rows: the numbers that go into ``metrics.json`` and the manifest."""
+"""Score a classifier or regressor on held-out rows: the numbers that go into ``metrics.json`` and the manifest."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     log_loss,
+    mean_absolute_error,
+    mean_squared_error,
     precision_recall_fscore_support,
+    r2_score,
 )
 
 
@@ -75,3 +78,10 @@ def flat_metrics(report: dict[str, Any], *, prefix: str = "") -> dict[str, float
     for label, scores in report["per_class"].items():
         flat[f"{prefix}f1_{label}"] = float(scores["f1"])
     return flat
+
+
+def evaluate_regression(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² of regression predictions."""
+    mse = float(mean_squared_error(truth, predicted))
+    return {"mse": mse, "rmse": mse**0.5, "mae": float(mean_absolute_error(truth, predicted)),
+            "r2": float(r2_score(truth, predicted))}

@@ -15,8 +15,10 @@ from services.runtime import InferencePipeline, text_inputs
 from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
 from training.data import fingerprint, split_frame, stratified_sample
 from training.errors import ParityError
-from training.export import ExportError, ExportOptions, convert, export_model
-from training.train import BaselineParams, TextBaseline, run_training
+from training.automl.families.tfidf import TfidfLinear
+from training.automl.sklearn_onnx import ExportError
+from training.export import ExportOptions, export_candidate
+from training.train import run_training, text_problem
 
 STAGE_FILES = {"transformer.onnx", "classifier.onnx", "inverse_label.onnx"}
 
@@ -27,20 +29,26 @@ def small_split(prepared_reviews: pd.DataFrame):
 
 
 @pytest.fixture(scope="module")
-def small_model(small_split) -> TextBaseline:
-    return TextBaseline([TEXT_COLUMN]).fit(small_split.train, small_split.train[TARGET])
+def small_model(small_split) -> TfidfLinear:
+    return _fit(small_split)
 
 
-def _export(model: TextBaseline, split, root: Path, options: ExportOptions | None = None) -> Path:
-    return export_model(
+def _fit(split, **params: object) -> TfidfLinear:
+    problem = text_problem(split.train, TARGET, [TEXT_COLUMN])
+    chosen = {**TfidfLinear.default_params("balanced", problem), **params}
+    return TfidfLinear(problem, chosen).fit(split.train, split.validation)
+
+
+def _export(model: TfidfLinear, split, root: Path, stages=None) -> Path:
+    return export_candidate(
         model,
         model_root=root,
-        target=TARGET,
         parity_frame=split.test,
         data_fingerprint=fingerprint(split.train, [TEXT_COLUMN, TARGET]),
         metrics={"accuracy": 0.0},
         metrics_report={},
-        options=options or ExportOptions(),
+        stages=stages,
+        options=ExportOptions(),
     )
 
 
@@ -72,8 +80,8 @@ def test_manifest_describes_the_model(trained_model_dir: Path) -> None:
     assert manifest.problem_type == "multiclass"
     assert manifest.labels == ["negative", "neutral", "positive"]
     assert [(c.name, c.dtype, c.role) for c in manifest.inputs] == [(TEXT_COLUMN, "string", "text")]
-    assert manifest.candidate.family == "tfidf_logreg"
-    assert manifest.candidate.params["seed"] == 42
+    assert manifest.candidate.family == "tfidf_linear"
+    assert manifest.candidate.params["max_features"] == 15000
     assert manifest.data_fingerprint.startswith("sha256:")
     assert {"accuracy", "macro_f1", "validation_macro_f1", "f1_neutral"} <= set(manifest.metrics)
     assert {"scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "onnx_opset"} <= set(
@@ -126,7 +134,7 @@ def test_metrics_json_has_scores_and_a_confusion_matrix_in_label_order(trained_m
     assert 0.4 < test["macro_f1"] <= test["accuracy"] < 1.0  # learned something on 1,600 reviews
 
 
-def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TextBaseline, tmp_path: Path) -> None:
+def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TfidfLinear, tmp_path: Path) -> None:
     texts = np.array(
         [
             "Café naïve résumé — “great” 😍 don’t LOVE it",
@@ -138,24 +146,23 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TextBaseline
         ],
         dtype=object,
     )
-    paths = convert(small_model).save(tmp_path)
+    paths = small_model.to_onnx().save(tmp_path)
     pipeline = InferencePipeline.from_files(
         paths["transformer"], paths["classifier"], paths["inverse_label"], text_inputs([TEXT_COLUMN]),
-        small_model.labels_,
+        small_model.problem.labels,
     )
     batch = pipeline.predict_columns({TEXT_COLUMN: texts})
-    expected = small_model.predict_proba(pd.DataFrame({TEXT_COLUMN: texts}))
+    expected = small_model.predict_scores(pd.DataFrame({TEXT_COLUMN: texts}))
     np.testing.assert_allclose(batch.probabilities, expected, atol=1e-5)
-    assert list(batch.labels) == list(small_model.predict(pd.DataFrame({TEXT_COLUMN: texts})))
+    labels = np.asarray(small_model.problem.labels)[expected.argmax(axis=1)]
+    assert list(batch.labels) == list(labels)
 
 
 def test_a_parity_failure_raises_a_clear_error_and_publishes_nothing(
-    small_model: TextBaseline, small_split, tmp_path: Path
+    small_model: TfidfLinear, small_split, tmp_path: Path
 ) -> None:
     root = tmp_path / "reviews"
-    mismatching = ExportOptions(
-        tokenexp=r"\S+"
-    )  # whitespace tokens: "dress!" is not the vocabulary's "dress"
+    mismatching = small_model.to_onnx(tokenexp=r"\S+")  # whitespace tokens: "dress!" is not "dress"
     with pytest.raises(
         ParityError,
         match=r"on 200 held-out rows: label agreement 0\.\d+ \(required >= 0\.999\), "
@@ -166,8 +173,8 @@ def test_a_parity_failure_raises_a_clear_error_and_publishes_nothing(
 
 
 def test_sublinear_tf_is_refused_before_conversion(small_split, tmp_path: Path) -> None:
-    model = TextBaseline([TEXT_COLUMN], BaselineParams(sublinear_tf=True, max_features=500))
-    model.fit(small_split.train, small_split.train[TARGET])
+    model = _fit(small_split, max_features=500)
+    model.transformer_.transformers_[0][1].sublinear_tf = True  # a vectorizer fitted with the setting
     with pytest.raises(ExportError, match=r"sublinear_tf=True.*log\(1 \+ tf\).*1 \+ log\(tf\)"):
         _export(model, small_split, tmp_path / "reviews")
 
@@ -249,27 +256,24 @@ def test_throughput_benchmark_script_runs_in_short_form(prepared_reviews_path: P
 
 
 def test_orphan_ngrams_are_ngrams_with_a_word_outside_the_vocabulary() -> None:
-    from training.export import orphan_ngrams
+    from training.automl.sklearn_onnx import orphan_ngrams
 
     assert orphan_ngrams(["the", "worst", "the worst", "be adjusted", "be"]) == ["be adjusted"]
 
 
 def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_path: Path) -> None:
     """At 4,000 features on this sample, max_features keeps 3 bigrams whose words it drops; fit must prune them."""
-    from training.export import orphan_ngrams
-    from training.train import _column_transformer
+    from training.automl.sklearn_onnx import orphan_ngrams
 
-    params = BaselineParams(max_features=4000)
-    unpruned = _column_transformer([TEXT_COLUMN], params).fit(small_split.train).transformers_[0][1]
+    model = _fit(small_split, max_features=4000)
+    unpruned = model._column_transformer().fit(model.problem.input_frame(small_split.train)).transformers_[0][1]
     orphans = orphan_ngrams(unpruned.get_feature_names_out().tolist())
     assert orphans  # the trap is really there
-    model = TextBaseline([TEXT_COLUMN], params).fit(small_split.train,
-                                                                              small_split.train[TARGET])
     vectorizer = model.transformer_.transformers_[0][1]
     assert orphan_ngrams(vectorizer.get_feature_names_out().tolist()) == []
-    paths = convert(model).save(tmp_path)
+    paths = model.to_onnx().save(tmp_path)
     pipeline = InferencePipeline.from_files(paths["transformer"], paths["classifier"], paths["inverse_label"],
-                                            text_inputs([TEXT_COLUMN]), model.labels_)
-    texts = model.text_frame(pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})]))
-    onnx_features = pipeline.transformer.transform(texts.to_numpy(dtype=object))
+                                            text_inputs([TEXT_COLUMN]), model.problem.labels)
+    texts = pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})])
+    onnx_features = pipeline.transformer.transform(model.problem.input_frame(texts).to_numpy(dtype=object))
     np.testing.assert_allclose(onnx_features, model.transform(texts).toarray(), atol=1e-5)

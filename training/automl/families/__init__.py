@@ -1,13 +1,28 @@
-"""Candidate families, by name.  Adding a family = one module here plus one line in ``FAMILIES``."""
+"""Candidate families by name, imported only when used (the torch families take seconds to import).
+
+Adding a family = one module here plus one line in ``FAMILY_PATHS``.
+"""
 
 from __future__ import annotations
 
-from training.automl.candidate import CandidateModel
+import importlib
+from typing import TYPE_CHECKING
 
-FAMILIES: dict[str, type[CandidateModel]] = {}
+if TYPE_CHECKING:
+    from training.automl.candidate import CandidateModel
+
+FAMILY_PATHS: dict[str, str] = {
+    "tfidf_linear": "training.automl.families.tfidf:TfidfLinear",
+}
 
 
-def register(family: type[CandidateModel]) -> type[CandidateModel]:
-    """Class decorator: make a family known to the search by its ``family`` name."""
-    FAMILIES[family.family] = family
-    return family
+def family_class(name: str) -> type[CandidateModel]:
+    """The class of family ``name``.
+
+    Raises:
+        KeyError: an unknown family, with the known ones in the message.
+    """
+    if name not in FAMILY_PATHS:
+        raise KeyError(f"unknown candidate family {name!r}; known: {sorted(FAMILY_PATHS)}")
+    module, _, attribute = FAMILY_PATHS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
