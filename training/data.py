@@ -202,10 +202,12 @@ class Split:
 
 
 def _stratified(
-    frame: pd.DataFrame, target: str, size: float, seed: int
+    frame: pd.DataFrame, target: str, size: float, seed: int, stratify: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
-        rest, part = train_test_split(frame, test_size=size, random_state=seed, stratify=frame[target])
+        rest, part = train_test_split(
+            frame, test_size=size, random_state=seed, stratify=frame[target] if stratify else None
+        )
     except ValueError as exc:
         counts = frame[target].value_counts().to_dict()
         raise DataError(
@@ -215,7 +217,13 @@ def _stratified(
 
 
 def split_frame(
-    frame: pd.DataFrame, target: str, *, seed: int = 42, validation: float = 0.1, test: float = 0.1
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    seed: int = 42,
+    validation: float = 0.1,
+    test: float = 0.1,
+    stratify: bool = True,
 ) -> Split:
     """Split rows into train / validation / test, stratified by ``target`` and fully determined by ``seed``.
 
@@ -228,6 +236,7 @@ def split_frame(
         seed: Seed of the shuffles; the same seed and data always give the same rows.
         validation: Fraction of all rows for validation (may be 0).
         test: Fraction of all rows for test.
+        stratify: False for regression targets, whose values are not classes.
 
     Raises:
         DataError: Bad fractions, a missing target column, or a class too small to stratify.
@@ -237,10 +246,10 @@ def split_frame(
         raise DataError(
             f"need 0 < test, 0 <= validation and validation + test < 1; got {validation=}, {test=}"
         )
-    rest, test_frame = _stratified(frame, target, test, seed)
+    rest, test_frame = _stratified(frame, target, test, seed, stratify)
     if validation == 0:
         return Split(train=rest, validation=rest.iloc[:0], test=test_frame)
-    train, validation_frame = _stratified(rest, target, validation / (1 - test), seed)
+    train, validation_frame = _stratified(rest, target, validation / (1 - test), seed, stratify)
     return Split(train=train, validation=validation_frame, test=test_frame)
 
 

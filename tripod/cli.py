@@ -8,8 +8,10 @@ traceback means a bug.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -86,6 +88,48 @@ def train(
     )
 
 
+def _columns(value: str | None) -> list[str] | None:
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
+@app.command()
+def automl(
+    data: Annotated[Path, typer.Option(help="training table (CSV, CSV.gz or Parquet)")],
+    target: Annotated[str, typer.Option(help="column to predict")],
+    out: Annotated[Path, typer.Option(help="model root; the best model goes to OUT/v<N>, runs to OUT/runs/")],
+    problem_type: Annotated[str, typer.Option(help="auto|binary|multiclass|regression")] = "auto",
+    objective: Annotated[str | None, typer.Option(
+        help="accuracy|macro_f1|f1|auc|log_loss|mse|rmse|mae|r2 (default: macro_f1, f1 or rmse)")] = None,
+    time_budget: Annotated[str, typer.Option(help="search budget, e.g. 90s, 20m, 1h")] = "10m",
+    max_candidates: Annotated[int | None, typer.Option(min=1, help="stop after this many candidates")] = None,
+    preset: Annotated[str, typer.Option(help="fast|balanced|best")] = "balanced",
+    seed: Annotated[int, typer.Option(help="seed of the split, the sampler and every candidate")] = 42,
+    text: Annotated[str | None, typer.Option(help="comma-separated free-text columns (overrides inference)")] = None,
+    categorical: Annotated[str | None, typer.Option(help="comma-separated categorical columns")] = None,
+    numeric: Annotated[str | None, typer.Option(help="comma-separated numeric columns")] = None,
+    ignore: Annotated[str | None, typer.Option(help="comma-separated columns to leave out")] = None,
+    families: Annotated[str | None, typer.Option(help="comma-separated families instead of the preset's")] = None,
+    sample: Annotated[int | None, typer.Option(min=10, help="use a stratified sample of this many rows")] = None,
+    study_name: Annotated[str | None, typer.Option(help="name of the study; an existing one is resumed")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir)")] = None,
+) -> None:
+    """Infer the problem, search candidates within the budget, export the best as ONNX stages."""
+    _require_training()
+    from training.automl.run import run_automl
+
+    if problem_type not in ("auto", "binary", "multiclass", "regression"):
+        fail(f"--problem-type must be auto, binary, multiclass or regression, not {problem_type!r}")
+    if preset not in ("fast", "balanced", "best"):
+        fail(f"--preset must be fast, balanced or best, not {preset!r}")
+    result = run_automl(
+        data, target, out, problem_type=problem_type, objective=objective, time_budget=time_budget,  # type: ignore[arg-type]
+        max_candidates=max_candidates, preset=preset, seed=seed, text=_columns(text),  # type: ignore[arg-type]
+        categorical=_columns(categorical), numeric=_columns(numeric), ignore=_columns(ignore),
+        families=_columns(families), sample=sample, study_name=study_name, storage=storage, echo=typer.echo,
+    )
+    typer.echo(f"model written to {result.version_dir}")
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option(help="model directory (or its latest link)")],
@@ -105,24 +149,41 @@ def predict(
 @app.command()
 def serve(
     model: Annotated[Path | None, typer.Option(help="model directory; default $TRIPOD_MODEL_DIR")] = None,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port of the entry service")] = 3000,
+    host: Annotated[str | None, typer.Option(help="address to bind (127.0.0.1; 0.0.0.0 with --sagemaker)")] = None,
+    port: Annotated[int | None, typer.Option(help="port of the entry service (3000; 8080 with --sagemaker)")] = None,
+    sagemaker: Annotated[bool, typer.Option("--sagemaker", help="the SageMaker container contract: 0.0.0.0:8080")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="entry-service processes; default $TRIPOD_WORKERS")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="threads per stage process; default $TRIPOD_THREADS")] = None,
 ) -> None:
     """Serve the model over HTTP with BentoML (entry service + three stage services)."""
     from services.artifacts import load_manifest
+    from services.sagemaker_entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
     from services.settings import ServingSettings
 
     settings = ServingSettings.from_env()
-    if model is not None:
-        settings = settings.model_copy(update={"model_dir": model.expanduser().absolute()})
+    overrides = {"model_dir": model.expanduser().absolute() if model else None, "workers": workers, "threads": threads}
+    settings = settings.model_copy(update={name: value for name, value in overrides.items() if value is not None})
+    host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
+    port = port or (SAGEMAKER_PORT if sagemaker else 3000)
     manifest = load_manifest(settings.model_dir)  # refuse a broken model before starting any process
     typer.echo(f"serving {manifest.name} {manifest.version} from {settings.model_dir} on http://{host}:{port}")
-    command = [sys.executable, "-m", "bentoml", "serve", "services.service:Tripod", "--host", host, "--port", str(port)]
-    env = {**os.environ, **settings.environ()}
-    try:
-        raise SystemExit(subprocess.call(command, env=env))
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
+    # starts, so two servers sharing a home wipe each other's metrics: each server gets a home of its own.
+    with tempfile.TemporaryDirectory(prefix="tripod-bentoml-home-") as home:
+        env = {**os.environ, **settings.environ(), "BENTOML_HOME": home}
+        process = subprocess.Popen(bentoml_serve_command(host, port), env=env)
+        signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:
+            code = 130 if process.wait() in (0, -signal.SIGINT) else process.returncode
+    raise SystemExit(code)
+
+
+# Data commands (ingest, query, datasets, explore, bias, balance) live in their own module.
+from tripod.cli_data import register_data_commands  # noqa: E402
+
+register_data_commands(app)
 
 
 def main() -> None:

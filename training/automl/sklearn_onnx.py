@@ -6,7 +6,7 @@ Three skl2onnx behaviours matter for parity, and each is handled here once for e
   scikit-learn's pattern with separators.  We pass each vectorizer's own (ASCII-only) ``token_pattern`` as
   ``tokenexp`` and an existing locale (``C.UTF-8``) for ``StringNormalizer``.
 * onnxruntime's ``TfIdfVectorizer`` only matches an n-gram whose every word is also a unigram of its pool, so
-  vocabularies are pruned of such "orphan" n-grams before the final fit (:func:`orphan_ngrams`).
+  vocabularies are pruned of such "orphan" n-grams before the final fit (:func:`fit_without_orphan_ngrams`).
 * It converts ``sublinear_tf`` as ``log(1 + tf)`` where scikit-learn computes ``1 + log(tf)``; such vectorizers
   are refused up front.
 
@@ -16,7 +16,7 @@ transformer's time in profiles; it is rewritten as ``ReduceL2`` → ``Max`` → 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
@@ -53,13 +54,43 @@ def orphan_ngrams(vocabulary: Sequence[str]) -> list[str]:
     return [term for term in vocabulary if " " in term and not all(w in words for w in term.split(" "))]
 
 
+def _vectorizer_of(step: Any) -> TfidfVectorizer | None:
+    """The TF-IDF vectorizer of one column-transformer part (itself, or a step of its pipeline)."""
+    steps = step.steps if isinstance(step, Pipeline) else [("", step)]
+    return next((s for _, s in steps if isinstance(s, TfidfVectorizer)), None)
+
+
 def tfidf_vectorizers(transformer: ColumnTransformer) -> list[TfidfVectorizer]:
     """Every fitted TF-IDF vectorizer inside a column transformer, also inside pipelines."""
-    found = []
-    for _, step, _ in transformer.transformers_:
-        steps = step.steps if isinstance(step, Pipeline) else [("", step)]
-        found += [s for _, s in steps if isinstance(s, TfidfVectorizer)]
-    return found
+    found = [_vectorizer_of(step) for _, step, _ in transformer.transformers_]
+    return [vectorizer for vectorizer in found if vectorizer is not None]
+
+
+def fit_without_orphan_ngrams(
+    build: Callable[[Mapping[str, dict[str, int]]], ColumnTransformer], inputs: Any
+) -> ColumnTransformer:
+    """Fit the column transformer ``build({})`` with every TF-IDF vocabulary pruned of orphan n-grams.
+
+    Each vectorizer (also one inside a pipeline, e.g. TF-IDF → SVD) is first fitted alone on its column; its
+    vocabulary, without orphans (terms keep their sorted order), is passed back to ``build``, whose transformer
+    is then fitted once, so later steps (SVD, the estimator) only ever see the pruned features.
+
+    Args:
+        build: ``vocabularies → unfitted ColumnTransformer``; ``vocabularies`` maps each text column (the
+            part's column, given as a single name) to the fixed ``vocabulary`` its vectorizer must use, and is
+            empty for the probing build.
+        inputs: the frame to fit on.
+    """
+    vocabularies: dict[str, dict[str, int]] = {}
+    for _, step, column in build({}).transformers:
+        vectorizer = _vectorizer_of(step)
+        if vectorizer is None:
+            continue
+        terms = clone(vectorizer).fit(inputs[column]).get_feature_names_out().tolist()
+        orphans = set(orphan_ngrams(terms))
+        kept = [term for term in terms if term not in orphans]
+        vocabularies[column] = {term: index for index, term in enumerate(kept)}
+    return build(vocabularies).fit(inputs)
 
 
 def check_convertible(vectorizer: TfidfVectorizer) -> None:

@@ -8,6 +8,7 @@ speed (docs/benchmarks.md): 15,000 per text column keeps ONNX faster than scikit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
 from training.automl.problem import Problem
-from training.automl.sklearn_onnx import convert_estimator, convert_transformer, orphan_ngrams
+from training.automl.sklearn_onnx import convert_estimator, convert_transformer, fit_without_orphan_ngrams
 from training.export import build_inverse_label
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class TfidfLinear(CandidateModel):
             params["alpha"] = trial.suggest_float("tfidf_alpha", 0.1, 100.0, log=True)
         return params
 
-    def _column_transformer(self, vocabularies: dict[str, dict[str, int]] | None = None) -> ColumnTransformer:
+    def _column_transformer(self, vocabularies: Mapping[str, dict[str, int]] | None = None) -> ColumnTransformer:
         vocabularies = vocabularies or {}
         roles = self.problem.roles
         parts: list[tuple[str, Any, Any]] = [
@@ -76,7 +77,7 @@ class TfidfLinear(CandidateModel):
             for column in roles.text
         ]
         if roles.categorical:
-            parts.append(("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=5, dtype=np.float32),
+            parts.append(("onehot", OneHotEncoder(handle_unknown="ignore", dtype=np.float32),
                           list(roles.categorical)))
         if roles.numeric:
             parts.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
@@ -84,16 +85,8 @@ class TfidfLinear(CandidateModel):
         return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
 
     def _fit_transformer(self, inputs: pd.DataFrame) -> ColumnTransformer:
-        """Fit, then refit with orphan n-grams removed so the ONNX stage matches (see sklearn_onnx)."""
-        transformer = self._column_transformer().fit(inputs)
-        pruned = {}
-        for name, step, column in transformer.transformers_:
-            if isinstance(step, TfidfVectorizer):
-                terms = step.get_feature_names_out().tolist()
-                if orphans := set(orphan_ngrams(terms)):
-                    kept = [term for term in terms if term not in orphans]
-                    pruned[column] = {term: index for index, term in enumerate(kept)}
-        return self._column_transformer(pruned).fit(inputs) if pruned else transformer
+        """Fit with orphan n-grams pruned from each vocabulary so the ONNX stage matches (see sklearn_onnx)."""
+        return fit_without_orphan_ngrams(self._column_transformer, inputs)
 
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame, *, deadline: float | None = None,
             on_epoch: Any = None) -> TfidfLinear:

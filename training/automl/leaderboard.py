@@ -1,0 +1,145 @@
+"""The leaderboard: every candidate the search tried, as CSV and as an HTML page with plots.
+
+The best candidate is chosen on validation and reported on test; the page shows its confusion matrix and
+per-class F1 (classification) so a reviewer sees where it errs, not only how often.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports render without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from training.automl.objectives import Objective  # noqa: E402
+from training.automl.search import TrialRecord  # noqa: E402
+
+LEADERBOARD_CSV = "leaderboard.csv"
+LEADERBOARD_HTML = "leaderboard.html"
+
+
+def leaderboard_frame(records: Sequence[TrialRecord], objective: Objective) -> pd.DataFrame:
+    """One row per candidate, best validation objective first; unfinished trials last."""
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            "trial": record.number,
+            "family": record.family,
+            "state": record.state,
+            f"validation_{objective.name}": record.validation,
+            **{f"test_{name}": value for name, value in record.test.items()},
+            "fit_seconds": round(record.fit_seconds, 2),
+            "model_mb": None if record.model_bytes is None else round(record.model_bytes / 2**20, 3),
+            "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 3),
+            "params": json.dumps(record.params, sort_keys=True, default=str),
+            "error": record.error or "",
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    key = f"validation_{objective.name}"
+    frame["_done"] = frame["state"].eq("complete")
+    frame = frame.sort_values(["_done", key], ascending=[False, objective.direction == "minimize"],
+                              na_position="last")
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame.drop(columns="_done").reset_index(drop=True)
+
+
+def _png(figure: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _objective_plot(frame: pd.DataFrame, objective: Objective) -> str:
+    key = f"validation_{objective.name}"
+    done = frame[frame["state"] == "complete"].sort_values("trial")
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for family, part in done.groupby("family"):
+        axis.scatter(part["trial"], part[key], label=family, s=30)
+    if len(done):
+        best = done[key].cummax() if objective.direction == "maximize" else done[key].cummin()
+        axis.step(done["trial"], best, where="post", color="black", linewidth=1, label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel(key)
+    axis.set_title("Validation objective per candidate")
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def _time_plot(frame: pd.DataFrame, objective: Objective) -> str:
+    key = f"validation_{objective.name}"
+    done = frame[frame["state"] == "complete"]
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for family, part in done.groupby("family"):
+        axis.scatter(part["fit_seconds"], part[key], label=family, s=30)
+    axis.set_xscale("log")
+    axis.set_xlabel("training time (s, log scale)")
+    axis.set_ylabel(key)
+    axis.set_title("Score against training time")
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def _confusion_plot(report: Mapping[str, Any]) -> str:
+    labels = report["confusion_matrix"]["labels"]
+    matrix = np.asarray(report["confusion_matrix"]["matrix"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.imshow(matrix, cmap="Blues")
+    left.set_xticks(range(len(labels)), labels, rotation=30)
+    left.set_yticks(range(len(labels)), labels)
+    left.set_xlabel("predicted")
+    left.set_ylabel("true")
+    for (i, j), count in np.ndenumerate(matrix):
+        left.text(j, i, str(count), ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    left.set_title("Test confusion matrix")
+    f1 = [report["per_class"][label]["f1"] for label in labels]
+    right.bar(labels, f1, color="tab:blue")
+    right.set_ylim(0, 1)
+    right.set_title("Test F1 per class")
+    for i, value in enumerate(f1):
+        right.text(i, value + 0.02, f"{value:.2f}", ha="center")
+    return _png(figure)
+
+
+def write_leaderboard(records: Sequence[TrialRecord], objective: Objective, directory: Path, *,
+                      best_report: Mapping[str, Any] | None = None, title: str = "Tripod AutoML leaderboard",
+                      summary: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Write ``leaderboard.csv`` and ``leaderboard.html`` (plots embedded) into ``directory``.
+
+    Args:
+        best_report: the best candidate's test evaluation (``training.evaluate.evaluate``), for the confusion
+            matrix and per-class F1.
+        summary: key facts shown above the table (problem, budget, best candidate…).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = leaderboard_frame(records, objective)
+    frame.to_csv(directory / LEADERBOARD_CSV, index=False)
+    sections = [f"<h1>{html.escape(title)}</h1>"]
+    if summary:
+        items = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in summary.items())
+        sections.append(f"<ul>{items}</ul>")
+    sections.append("<h2>Candidates</h2>" + frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    if not frame.empty and (frame["state"] == "complete").any():
+        sections.append(f'<h2>Objective per candidate</h2><img src="data:image/png;base64,{_objective_plot(frame, objective)}">')
+        sections.append(f'<h2>Score vs training time</h2><img src="data:image/png;base64,{_time_plot(frame, objective)}">')
+    if best_report and "confusion_matrix" in best_report:
+        sections.append(f'<h2>Best candidate on test</h2><img src="data:image/png;base64,{_confusion_plot(best_report)}">')
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>{}</title><style>body{{font-family:sans-serif;"
+            "margin:2em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:3px 6px}}"
+            "</style></head><body>{}</body></html>").format(html.escape(title), "\n".join(sections))
+    (directory / LEADERBOARD_HTML).write_text(page, encoding="utf-8")
+    return frame

@@ -1,0 +1,168 @@
+"""``tripod automl``: infer the problem, search candidates, build the leaderboard, export the best.
+
+The Python API is :func:`run_automl`; the CLI is a thin wrapper.  A run writes, under ``<out>/runs/<study>/``,
+the Optuna study, every finished candidate, one JSON record per trial, ``problem.json``, the leaderboard and the
+notebooks; the winner is exported to ``<out>/v<N>/`` (with the reports copied into ``reports/``) and
+``<out>/latest`` points at it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from training.automl.candidate import CandidateModel, Preset
+from training.automl.leaderboard import write_leaderboard
+from training.automl.objectives import resolve_objective
+from training.automl.problem import Problem, ProblemType, infer_problem, label_strings
+from training.automl.search import Search, SearchSettings, TrialRecord, best_record, load_candidate, parse_duration
+from training.data import Split, fingerprint, load_table, split_frame, stratified_sample
+from training.errors import DataError
+from training.export import export_candidate
+from training.train import evaluation_report
+
+logger = logging.getLogger(__name__)
+
+
+class SearchFailed(DataError):
+    """No candidate finished (budget too small, or every trial failed); the partial leaderboard is kept."""
+
+
+@dataclass(frozen=True)
+class AutoMLResult:
+    version_dir: Path
+    run_dir: Path
+    problem: Problem
+    leaderboard: pd.DataFrame
+    best: TrialRecord
+    metrics: dict[str, float]
+
+
+def _split(frame: pd.DataFrame, problem: Problem, seed: int) -> Split:
+    return split_frame(frame, problem.target, seed=seed, stratify=problem.is_classification)
+
+
+def run_automl(
+    data: Path | str | pd.DataFrame,
+    target: str,
+    out: Path | str,
+    *,
+    problem_type: ProblemType | Literal["auto"] = "auto",
+    objective: str | None = None,
+    time_budget: str | float = "10m",
+    max_candidates: int | None = None,
+    preset: Preset = "balanced",
+    seed: int = 42,
+    text: list[str] | None = None,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    ignore: list[str] | None = None,
+    families: list[str] | None = None,
+    sample: int | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    progress: bool = True,
+    echo: Any = print,
+) -> AutoMLResult:
+    """Search the best model for ``target`` in ``data`` within the budget and export it with parity.
+
+    Args:
+        data: A table path (CSV, CSV.gz, Parquet) or a DataFrame.
+        target: The column to predict.
+        out: Model root ``models/<name>``.
+        problem_type, objective: ``auto``/None infer them (macro-F1 for multiclass, F1 for binary, RMSE for
+            regression).
+        time_budget: ``"20m"``, ``"90s"``, ``"1h"`` or seconds, for the whole search (not the export).
+        max_candidates: Stop after this many trials.
+        preset: ``fast`` (linear TF-IDF only), ``balanced`` (+ trees and fastText), ``best`` (+ fine-tuned MiniLM).
+        text, categorical, numeric, ignore: Column roles that override inference.
+        families: Explicit candidate families instead of the preset's.
+        sample: Use a (stratified) sample of this many rows.
+        study_name, storage: Resume a study by name; an Optuna storage URL (default SQLite in the run directory).
+        echo: Where human-readable progress lines go.
+
+    Raises:
+        DataError: Bad data, columns, objective or problem type.
+        SearchFailed: No candidate finished within the budget.
+    """
+    started = time.monotonic()
+    budget_s = parse_duration(time_budget)
+    frame = data if isinstance(data, pd.DataFrame) else load_table(data)
+    if target not in frame.columns:
+        raise DataError(f"target column {target!r} not found; available columns: {', '.join(map(str, frame.columns))}")
+    unlabeled = frame[target].isna()
+    if unlabeled.any():
+        echo(f"dropping {int(unlabeled.sum())} rows without a {target!r} value")
+        frame = frame.loc[~unlabeled]
+    problem = infer_problem(frame, target, problem_type=problem_type, text=text, categorical=categorical,
+                            numeric=numeric, ignore=ignore or ())
+    metric = resolve_objective(objective, problem.problem_type)
+    if problem.is_classification:
+        frame = frame.assign(**{target: label_strings(frame[target])})
+        if sample is not None:
+            frame = stratified_sample(frame, target, sample, seed=seed)
+    elif sample is not None and sample < len(frame):
+        frame = frame.sample(sample, random_state=seed)
+    echo(f"problem: {json.dumps(problem.describe())}")
+    echo(f"objective: {metric.name} ({metric.direction}); budget {budget_s:.0f}s; preset {preset}; seed {seed}")
+
+    split = _split(frame, problem, seed)
+    name = study_name or f"{target}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out) / "runs" / name
+    settings = SearchSettings(time_budget_s=budget_s, max_candidates=max_candidates, preset=preset, seed=seed,
+                              families=tuple(families) if families else None, storage=storage, study_name=name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "problem.json").write_text(json.dumps({**problem.describe(), "objective": metric.name,
+                                                       "preset": preset, "seed": seed, "budget_s": budget_s,
+                                                       "rows": {"train": len(split.train), "validation": len(split.validation),
+                                                                "test": len(split.test)}}, indent=2))
+    search = Search(problem, split, metric, settings, run_dir, progress=progress)
+    records = search.run()
+    reports_dir = run_dir / "reports"
+    best = best_record(records, metric)
+    summary = {"target": target, "problem type": problem.problem_type, "objective": metric.name,
+               "preset": preset, "budget": f"{budget_s:.0f}s", "candidates": len(records)}
+    if best is None:
+        write_leaderboard(records, metric, reports_dir, summary=summary)
+        raise SearchFailed(
+            f"no candidate finished within the budget of {budget_s:.0f}s ({len(records)} tried); "
+            f"raise --time-budget; partial leaderboard: {reports_dir / 'leaderboard.csv'}"
+        )
+
+    winner: CandidateModel = load_candidate(best)
+    from training.automl.ensemble import try_ensemble
+
+    ensemble = try_ensemble(records, metric, problem, split, run_dir, seed=seed)
+    if ensemble is not None:
+        records = [*records, ensemble.record]
+        if metric.better(ensemble.record.validation, best.validation):  # type: ignore[arg-type]
+            best, winner = ensemble.record, ensemble.candidate
+    metrics, report = evaluation_report(winner, split)
+    summary |= {"best": f"trial {best.number} ({best.family})",
+                f"best validation {metric.name}": f"{best.validation:.4f}"}
+    board = write_leaderboard(records, metric, reports_dir, best_report=report.get("test"), summary=summary)
+    from training.automl.notebooks import write_notebooks
+
+    write_notebooks(reports_dir, data=None if isinstance(data, pd.DataFrame) else Path(data), problem=problem,
+                    objective=metric, best=best, seed=seed, sample=sample, preset=preset)
+    version_dir = export_candidate(
+        winner,
+        model_root=Path(out),
+        parity_frame=split.test,
+        data_fingerprint=fingerprint(frame, [*problem.roles.input_names, target]),
+        metrics={**metrics, f"validation_objective_{metric.name}": float(best.validation)},  # type: ignore[arg-type]
+        metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
+        reports=reports_dir,
+    )
+    echo(f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}; "
+         f"test {', '.join(f'{k} {v:.4f}' for k, v in best.test.items())}")
+    echo(f"leaderboard: {reports_dir / 'leaderboard.html'}; model: {version_dir} "
+         f"({time.monotonic() - started:.0f}s in all)")
+    return AutoMLResult(version_dir, run_dir, problem, board, best, metrics)
