@@ -73,9 +73,10 @@ def evaluate(
 
 def flat_metrics(report: dict[str, Any], *, prefix: str = "") -> dict[str, float]:
     """The scalar scores of a report, for the manifest's ``metrics`` field (``f1_<label>`` per class)."""
-    keys = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "log_loss")
+    keys = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "log_loss",
+            "mse", "rmse", "mae", "r2")
     flat = {f"{prefix}{key}": float(report[key]) for key in keys if key in report}
-    for label, scores in report["per_class"].items():
+    for label, scores in report.get("per_class", {}).items():
         flat[f"{prefix}f1_{label}"] = float(scores["f1"])
     return flat
 

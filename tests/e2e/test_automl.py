@@ -1,0 +1,144 @@
+"""`tripod automl` end to end: a fast search ends in a servable model whose HTTP answers equal the runtime's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import nbclient
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.artifacts import load_manifest
+from services.runtime import InferencePipeline
+from training.automl.run import SearchFailed, run_automl
+from tripod.server_process import running_server
+
+ROWS = 1500
+
+
+def _quiet(*_: object) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def reviews(prepared_reviews_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1,500-row stratified sample as a file, so the run's notebooks can reload it."""
+    frame = pd.read_parquet(prepared_reviews_path)
+    sample = frame.groupby("sentiment", group_keys=False).sample(frac=ROWS / len(frame), random_state=0)
+    path = tmp_path_factory.mktemp("automl") / "reviews.parquet"
+    sample.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classification_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("models") / "sentiment"
+    return run_automl(reviews, "sentiment", out, preset="fast", time_budget="60s", max_candidates=4,
+                      text=["review_body"], categorical=["class_name"], numeric=["age"], progress=False, echo=_quiet)
+
+
+@pytest.fixture(scope="module")
+def regression_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("models") / "rating"
+    return run_automl(reviews, "rating", out, problem_type="regression", preset="fast", time_budget="60s",
+                      max_candidates=3, text=["review_body", "title"], progress=False, echo=_quiet)
+
+
+def _http_equals_runtime(version_dir: Path, records: list[dict]) -> None:
+    local = InferencePipeline.from_directory(version_dir).predict_records(records)
+    with running_server(version_dir) as server:
+        response = httpx.post(f"{server.url}/predict", json={"records": records}, timeout=30)
+    assert response.status_code == 200, response.text
+    served = response.json()
+    key = "predicted_value" if "predicted_value" in local[0] else "probability"
+    np.testing.assert_allclose([r[key] for r in served], [r[key] for r in local], atol=1e-6)
+    if key == "probability":
+        assert [r["predicted_label"] for r in served] == [r["predicted_label"] for r in local]
+
+
+def test_a_fast_classification_run_ends_in_a_servable_model(classification_run) -> None:
+    manifest = load_manifest(classification_run.version_dir)
+    assert manifest.problem_type == "multiclass" and manifest.parity.passed
+    assert [(c.name, c.dtype) for c in manifest.inputs] == [("review_body", "string"), ("class_name", "string"),
+                                                            ("age", "float")]
+    records = [{"review_body": "Love it, fits great", "class_name": "Dresses", "age": 34},
+               {"review_body": "Returned it. Cheap fabric.", "class_name": "Unknown class", "age": None}]
+    _http_equals_runtime(classification_run.version_dir, records)
+
+
+def test_a_fast_regression_run_ends_in_a_two_stage_servable_model(regression_run) -> None:
+    manifest = load_manifest(regression_run.version_dir)
+    assert manifest.problem_type == "regression" and set(manifest.stages) == {"transformer", "regressor"}
+    assert not (regression_run.version_dir / "inverse_label.onnx").exists()
+    _http_equals_runtime(regression_run.version_dir, [{"review_body": "Perfect dress", "title": "Love"},
+                                                      {"review_body": "Awful", "title": ""}])
+
+
+def test_the_leaderboard_ranks_every_candidate_and_is_published_with_the_model(classification_run) -> None:
+    board = classification_run.leaderboard
+    assert len(board) >= 4 and board["rank"].tolist() == list(range(1, len(board) + 1))
+    done = board[board["state"] == "complete"]
+    assert done["validation_macro_f1"].is_monotonic_decreasing
+    assert {"fit_seconds", "model_mb", "latency_ms", "test_accuracy", "params"} <= set(board.columns)
+    reports = classification_run.version_dir / "reports"
+    page = (reports / "leaderboard.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # objective, time, confusion matrix
+    assert (reports / "leaderboard.csv").is_file()
+    problem = json.loads((classification_run.run_dir / "problem.json").read_text())
+    assert problem["objective"] == "macro_f1" and problem["text"] == ["review_body"]
+
+
+def test_the_definition_notebook_reproduces_the_best_validation_score(classification_run) -> None:
+    reports = classification_run.version_dir / "reports"
+    for name in ("candidate_definitions.ipynb", "data_exploration.ipynb"):
+        notebook = nbformat.read(reports / name, as_version=4)
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+        if name.startswith("candidate"):
+            last = notebook.cells[-1].outputs[-1]["text"]
+            difference = float(last.rsplit("difference ", 1)[1].rstrip(")\n"))
+            assert difference <= 0.01, last
+
+
+def test_a_resumed_study_keeps_its_finished_candidates(reviews: Path, tmp_path: Path) -> None:
+    kwargs = dict(preset="fast", time_budget="60s", text=["review_body"], study_name="resume-me",
+                  progress=False, echo=_quiet)
+    first = run_automl(reviews, "sentiment", tmp_path, max_candidates=2, **kwargs)
+    second = run_automl(reviews, "sentiment", tmp_path, max_candidates=3, **kwargs)
+    trials = sorted(p.name for p in (first.run_dir / "trials").iterdir())
+    assert first.run_dir == second.run_dir and trials == ["0000.json", "0001.json", "0002.json"]
+
+
+def test_a_budget_too_small_for_any_candidate_keeps_a_partial_leaderboard(reviews: Path, tmp_path: Path) -> None:
+    with pytest.raises(SearchFailed, match=r"no candidate finished within the budget of 0s .*partial leaderboard"):
+        run_automl(reviews, "sentiment", tmp_path, preset="fast", time_budget="0.01s", max_candidates=1,
+                   text=["review_body"], progress=False, echo=_quiet)
+    assert list(tmp_path.glob("runs/*/reports/leaderboard.csv"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "stars"], "target column 'stars' not found; available columns:"),
+        (["--target", "sentiment", "--objective", "rmse"], "objective 'rmse' does not fit a multiclass problem"),
+        (["--target", "division_name", "--text", "review_body", "--sample", "50"], None),
+    ],
+    ids=["missing-target", "unknown-objective", "tiny-sample-still-runs-or-explains"],
+)
+def test_cli_mistakes_get_one_line(reviews: Path, tmp_path: Path, args: list[str], message: str | None) -> None:
+    result = subprocess.run([sys.executable, "-m", "tripod.cli", "automl", "--data", str(reviews), "--out",
+                             str(tmp_path / "m"), "--preset", "fast", "--time-budget", "20s", "--max-candidates", "1",
+                             *args], capture_output=True, text=True)
+    if message is None:
+        assert result.returncode in (0, 2)
+        if result.returncode == 2:
+            assert len(result.stderr.strip().splitlines()) == 1
+        return
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("tripod: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
