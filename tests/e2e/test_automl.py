@@ -142,3 +142,16 @@ def test_cli_mistakes_get_one_line(reviews: Path, tmp_path: Path, args: list[str
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("tripod: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("scenario", ["natural", "flaml"])
+def test_quality_benchmark_runs_in_short_form(prepared_reviews_path: Path, scenario: str) -> None:
+    """benchmarks/automl_quality.py is a side script; a small run here keeps it from rotting."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "automl_quality.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--data", str(prepared_reviews_path), "--scenario", scenario, "--preset", "fast",
+         "--budget", "15s", "--max-candidates", "2", "--sample", "800"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test macro-F1" in result.stdout
