@@ -25,6 +25,12 @@ class ModelNotFound(TripodError):
     status_code = 404
 
 
+class NotAcceptable(TripodError):
+    """406: the Accept header names no answer type the route can produce."""
+
+    status_code = 406
+
+
 class PayloadTooLarge(TripodError):
     """413: the body or the number of records is over the configured limit."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from services.artifacts import InputColumn, Manifest, load_manifest
-from services.errors import SchemaError
+from services.errors import InvalidInput, SchemaError
 
 TRANSFORMER_FILE = "transformer.onnx"
 CLASSIFIER_FILE = "classifier.onnx"
@@ -218,6 +218,38 @@ def records_to_columns(records: Sequence[Mapping[str, object]], inputs: Sequence
             columns[index, position] = coerce_value(
                 record[column.name], column, f"record {index}: field {column.name!r}"
             )
+    return columns
+
+
+def clip_text(columns: np.ndarray, inputs: Sequence[InputColumn], max_chars: int) -> np.ndarray:
+    """Cut every string field to ``max_chars`` characters and refuse text that is not valid Unicode.
+
+    The cut bounds the transformer's work per record whatever a client sends (a TF-IDF answer depends on
+    the words, and the first ``max_chars`` characters carry them).  A lone surrogate (JSON allows
+    ``"\\ud800"``) cannot become UTF-8 for onnxruntime, so it is the client's mistake, named by record and
+    field.
+
+    Args:
+        columns: object array ``(n_samples, n_inputs)`` in manifest input order; string fields are replaced
+            in place when cut.
+
+    Raises:
+        InvalidInput: a string field holds a lone surrogate.
+    """
+    for position, column in enumerate(inputs):
+        if column.dtype != "string":
+            continue
+        for index, value in enumerate(columns[:, position]):
+            if len(value) > max_chars:
+                value = columns[index, position] = value[:max_chars]
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidInput(
+                        f"record {index}: field {column.name!r} is not valid Unicode text "
+                        f"(character {exc.start}: {exc.reason})"
+                    ) from exc
     return columns
 
 

@@ -6,12 +6,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.errors import TripodError
 
 ENV_PREFIX = "TRIPOD_"
 DEFAULT_MODEL_DIR = Path("models/reviews/latest")
+RESPONSE_KEYS = ("predicted_label", "probability", "probabilities", "labels", "predicted_value")
+ACCEPT_TYPES = ("application/json", "application/jsonlines", "text/csv")
 
 
 class ServingSettings(BaseModel):
@@ -24,10 +26,47 @@ class ServingSettings(BaseModel):
     max_records: int = Field(10_000, gt=0, description="more records in one request get 413")
     max_batch_size: int = Field(64, gt=1, description="adaptive batching: most rows a stage runs at once")
     max_latency_ms: int = Field(2_000, gt=0, description="adaptive batching: longest a row may wait")
+    transformer_max_batch_size: int | None = Field(None, gt=1, description="overrides max_batch_size")
+    transformer_max_latency_ms: int | None = Field(None, gt=0, description="overrides max_latency_ms")
+    classifier_max_batch_size: int | None = Field(None, gt=1, description="overrides max_batch_size")
+    classifier_max_latency_ms: int | None = Field(None, gt=0, description="overrides max_latency_ms")
+    inverse_label_max_batch_size: int | None = Field(None, gt=1, description="overrides max_batch_size")
+    inverse_label_max_latency_ms: int | None = Field(None, gt=0, description="overrides max_latency_ms")
     stage_workers: int = Field(1, gt=0, description="processes per stage service")
     workers: int = Field(1, gt=0, description="processes of the entry service")
+    threads: int = Field(1, gt=0, description="threads per stage process running ONNX batches")
     onnx_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per stage process")
     timeout_s: int = Field(60, gt=0, description="request timeout of every service")
+    max_text_chars: int = Field(20_000, gt=0, description="longer text fields are cut to this length")
+    response_keys: str = Field(
+        "predicted_label,probability", description="default keys of /invocations answers (comma-separated)"
+    )
+    default_accept: str = Field("application/json", description="/invocations answer type without Accept")
+
+    @field_validator("response_keys")
+    @classmethod
+    def _known_keys(cls, value: str) -> str:
+        keys = [key.strip() for key in value.split(",") if key.strip()]
+        unknown = sorted(set(keys) - set(RESPONSE_KEYS))
+        if not keys or unknown:
+            raise ValueError(f"expected comma-separated keys from {list(RESPONSE_KEYS)}, got {value!r}")
+        return ",".join(keys)
+
+    @field_validator("default_accept")
+    @classmethod
+    def _known_accept(cls, value: str) -> str:
+        if value not in ACCEPT_TYPES:
+            raise ValueError(f"expected one of {list(ACCEPT_TYPES)}, got {value!r}")
+        return value
+
+    def batching(self, stage: str) -> dict[str, int]:
+        """Adaptive-batching options of one stage service: its own values, else the common ones."""
+        size = getattr(self, f"{stage}_max_batch_size")
+        latency = getattr(self, f"{stage}_max_latency_ms")
+        return {
+            "max_batch_size": self.max_batch_size if size is None else size,
+            "max_latency_ms": self.max_latency_ms if latency is None else latency,
+        }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -48,4 +87,5 @@ class ServingSettings(BaseModel):
 
     def environ(self) -> dict[str, str]:
         """The variables that reproduce these settings in a child process (``tripod serve`` uses it)."""
-        return {ENV_PREFIX + name.upper(): str(value) for name, value in self.model_dump().items()}
+        values = self.model_dump().items()
+        return {ENV_PREFIX + name.upper(): str(value) for name, value in values if value is not None}

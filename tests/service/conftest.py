@@ -21,3 +21,9 @@ def server(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def pipeline(trained_model_dir: Path) -> InferencePipeline:
     return InferencePipeline.from_directory(trained_model_dir)
+
+
+@pytest.fixture(scope="session")
+def column(pipeline: InferencePipeline) -> str:
+    """The served model's one text input column (``review_body``)."""
+    return pipeline.input_names[0]

@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 Preset = Literal["fast", "balanced", "best"]
 Params = dict[str, Any]
-EpochCallback = Callable[[int, float], None]
-"""``on_epoch(step, validation_objective)``: iterative families call it after each epoch; it may raise
-``optuna.TrialPruned`` (stop this candidate) — let it propagate."""
+EpochCallback = Callable[[int, np.ndarray], None]
+"""``on_epoch(step, validation_scores)``: iterative families call it after each epoch with their current
+predictions on the validation frame (probabilities ``(n, C)`` or values ``(n,)``, as ``predict_scores``); the
+search scores them with *its* objective, so every family is pruned on the same scale.  It may raise
+``optuna.TrialPruned`` (stop this candidate): let it propagate."""
 
 
 class BudgetExceeded(Exception):

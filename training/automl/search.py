@@ -214,7 +214,8 @@ class Search:
         candidate_bar = tqdm(desc=f"  #{trial.number} {family}", unit="epoch", leave=False,
                              disable=not self.progress or not cls.iterative)
 
-        def on_epoch(step: int, value: float) -> None:
+        def on_epoch(step: int, validation_scores: np.ndarray) -> None:
+            value = self.objective.score(self.problem, self.y_validation, np.asarray(validation_scores))
             candidate_bar.update()
             candidate_bar.set_postfix({self.objective.name: f"{value:.4f}"})
             trial.report(value, step)

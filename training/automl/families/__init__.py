@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 FAMILY_PATHS: dict[str, str] = {
     "tfidf_linear": "training.automl.families.tfidf:TfidfLinear",
+    "gbdt": "training.automl.families.gbdt:GradientBoostedTrees",
 }
 
 
