@@ -155,3 +155,25 @@ def test_quality_benchmark_runs_in_short_form(prepared_reviews_path: Path, scena
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test macro-F1" in result.stdout
+
+
+def test_ctrl_c_stops_the_search_cleanly_and_keeps_finished_candidates(reviews: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tripod.cli", "automl", "--data", str(reviews), "--target", "sentiment", "--out",
+         str(out), "--preset", "fast", "--time-budget", "120s", "--text", "review_body", "--study-name", "ctrl-c"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    trials = out / "runs" / "ctrl-c" / "trials"
+    deadline = time.monotonic() + 120
+    while len(list(trials.glob("*.json"))) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "model written to" in stdout
+    assert (out / "latest" / "manifest.json").is_file()
+    assert (out / "runs" / "ctrl-c" / "reports" / "leaderboard.csv").is_file()
