@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -64,19 +63,25 @@ def prepare(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="training table (CSV, CSV.gz or Parquet)")],
     target: Annotated[str, typer.Option(help="label column")],
     text_columns: Annotated[str, typer.Option(help="comma-separated free-text input columns")],
     out: Annotated[Path, typer.Option(help="model root; versions go to OUT/v<N>, OUT/latest points at the newest")],
+    data: Annotated[Path | None, typer.Option(help="training table (CSV, CSV.gz or Parquet)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the split and the model")] = 42,
     sample: Annotated[int | None, typer.Option(help="train on a stratified sample of this many rows")] = None,
+    lake: Annotated[str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")] = None,
+    dataset: Annotated[str | None, typer.Option(help="train on this dataset of the lake instead of --data")] = None,
+    sql: Annotated[str | None, typer.Option(help="train on the result of this DuckDB query")] = None,
 ) -> None:
     """Train the TF-IDF + logistic regression baseline and export it as three ONNX stages."""
     _require_training()
+    from training.lake import materialized_input
     from training.train import run_training
+    from tripod.cli_data import input_spec
 
     columns = [name.strip() for name in text_columns.split(",") if name.strip()]
-    version_dir = run_training(data, target, columns, out, seed=seed, sample=sample)
+    with materialized_input(input_spec(str(data) if data else None, lake, dataset, sql)) as path:
+        version_dir = run_training(path, target, columns, out, seed=seed, sample=sample)
     from services.artifacts import read_manifest
 
     manifest = read_manifest(version_dir)
@@ -149,11 +154,13 @@ def predict(
 @app.command()
 def serve(
     model: Annotated[Path | None, typer.Option(help="model directory; default $TRIPOD_MODEL_DIR")] = None,
-    host: Annotated[str | None, typer.Option(help="address to bind (127.0.0.1; 0.0.0.0 with --sagemaker)")] = None,
-    port: Annotated[int | None, typer.Option(help="port of the entry service (3000; 8080 with --sagemaker)")] = None,
-    sagemaker: Annotated[bool, typer.Option("--sagemaker", help="the SageMaker container contract: 0.0.0.0:8080")] = False,
-    workers: Annotated[int | None, typer.Option(min=1, help="entry-service processes; default $TRIPOD_WORKERS")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="threads per stage process; default $TRIPOD_THREADS")] = None,
+    host: Annotated[str | None, typer.Option(help="address (127.0.0.1; 0.0.0.0 with --sagemaker)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (3000; 8080 with --sagemaker)")] = None,
+    sagemaker: Annotated[
+        bool, typer.Option("--sagemaker", help="the SageMaker container contract, on 0.0.0.0:8080")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="entry processes ($TRIPOD_WORKERS)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="threads per stage ($TRIPOD_THREADS)")] = None,
 ) -> None:
     """Serve the model over HTTP with BentoML (entry service + three stage services)."""
     from services.artifacts import load_manifest
@@ -161,12 +168,14 @@ def serve(
     from services.settings import ServingSettings
 
     settings = ServingSettings.from_env()
-    overrides = {"model_dir": model.expanduser().absolute() if model else None, "workers": workers, "threads": threads}
-    settings = settings.model_copy(update={name: value for name, value in overrides.items() if value is not None})
+    model_dir = model.expanduser().absolute() if model else None
+    overrides = {"model_dir": model_dir, "workers": workers, "threads": threads}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
     manifest = load_manifest(settings.model_dir)  # refuse a broken model before starting any process
-    typer.echo(f"serving {manifest.name} {manifest.version} from {settings.model_dir} on http://{host}:{port}")
+    where = f"{settings.model_dir} on http://{host}:{port}"
+    typer.echo(f"serving {manifest.name} {manifest.version} from {where}")
     # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
     # starts, so two servers sharing a home wipe each other's metrics: each server gets a home of its own.
     with tempfile.TemporaryDirectory(prefix="tripod-bentoml-home-") as home:
@@ -175,13 +184,14 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
             code = process.wait()
-        except KeyboardInterrupt:
-            code = 130 if process.wait() in (0, -signal.SIGINT) else process.returncode
+        except KeyboardInterrupt:  # the server got the same Ctrl-C: let it finish stopping
+            process.wait()
+            code = 130
     raise SystemExit(code)
 
 
 # Data commands (ingest, query, datasets, explore, bias, balance) live in their own module.
-from tripod.cli_data import register_data_commands  # noqa: E402
+from tripod.cli_data import register_data_commands
 
 register_data_commands(app)
 
