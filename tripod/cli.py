@@ -99,9 +99,12 @@ def _columns(value: str | None) -> list[str] | None:
 
 @app.command()
 def automl(
-    data: Annotated[Path, typer.Option(help="training table (CSV, CSV.gz or Parquet)")],
     target: Annotated[str, typer.Option(help="column to predict")],
     out: Annotated[Path, typer.Option(help="model root; the best model goes to OUT/v<N>, runs to OUT/runs/")],
+    data: Annotated[Path | None, typer.Option(help="training table (CSV, CSV.gz or Parquet)")] = None,
+    lake: Annotated[str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")] = None,
+    dataset: Annotated[str | None, typer.Option(help="search on this dataset of the lake instead of --data")] = None,
+    sql: Annotated[str | None, typer.Option(help="search on the result of this DuckDB query")] = None,
     problem_type: Annotated[str, typer.Option(help="auto|binary|multiclass|regression")] = "auto",
     objective: Annotated[str | None, typer.Option(
         help="accuracy|macro_f1|f1|auc|log_loss|mse|rmse|mae|r2 (default: macro_f1, f1 or rmse)")] = None,
@@ -121,17 +124,20 @@ def automl(
     """Infer the problem, search candidates within the budget, export the best as ONNX stages."""
     _require_training()
     from training.automl.run import run_automl
+    from training.lake import materialized_input
+    from tripod.cli_data import input_spec
 
     if problem_type not in ("auto", "binary", "multiclass", "regression"):
         fail(f"--problem-type must be auto, binary, multiclass or regression, not {problem_type!r}")
     if preset not in ("fast", "balanced", "best"):
         fail(f"--preset must be fast, balanced or best, not {preset!r}")
-    result = run_automl(
-        data, target, out, problem_type=problem_type, objective=objective, time_budget=time_budget,  # type: ignore[arg-type]
-        max_candidates=max_candidates, preset=preset, seed=seed, text=_columns(text),  # type: ignore[arg-type]
-        categorical=_columns(categorical), numeric=_columns(numeric), ignore=_columns(ignore),
-        families=_columns(families), sample=sample, study_name=study_name, storage=storage, echo=typer.echo,
-    )
+    with materialized_input(input_spec(str(data) if data else None, lake, dataset, sql)) as path:
+        result = run_automl(
+            path, target, out, problem_type=problem_type, objective=objective, time_budget=time_budget,  # type: ignore[arg-type]
+            max_candidates=max_candidates, preset=preset, seed=seed, text=_columns(text),  # type: ignore[arg-type]
+            categorical=_columns(categorical), numeric=_columns(numeric), ignore=_columns(ignore),
+            families=_columns(families), sample=sample, study_name=study_name, storage=storage, echo=typer.echo,
+        )
     typer.echo(f"model written to {result.version_dir}")
 
 
