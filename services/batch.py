@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from services.errors import InvalidInput, SchemaError
 from services.artifacts import InputColumn
-from services.runtime import InferencePipeline, PredictionBatch, coerce_value
+from services.runtime import InferencePipeline, PredictionBatch, coerce_value, csv_value
 
 INPUT_FORMATS = (".csv", ".jsonl")
 OUTPUT_FORMATS = (".csv", ".jsonl")
@@ -32,18 +32,6 @@ def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
     if suffix not in allowed:
         raise InvalidInput(f"{path}: {what} must end in one of {', '.join(allowed)}, not {suffix or '(none)'}")
     return suffix
-
-
-def _csv_value(text: str, column: InputColumn, where: str) -> object:
-    """CSV cells are text: numeric columns parse them, an empty cell is a missing number (NaN)."""
-    if column.dtype == "string":
-        return text
-    if not text.strip():
-        return float("nan")
-    try:
-        return float(text)
-    except ValueError:
-        raise SchemaError(f"{where} must be a number, got {text[:40]!r}") from None
 
 
 def _csv_rows(handle: IO[str], path: Path, inputs: Sequence[InputColumn]) -> Iterator[list[object]]:
@@ -60,7 +48,7 @@ def _csv_rows(handle: IO[str], path: Path, inputs: Sequence[InputColumn]) -> Ite
         if len(row) != len(header):
             raise InvalidInput(f"{path} row {line}: {len(row)} fields where the header has {len(header)}")
         yield [
-            _csv_value(row[position], column, f"{path} row {line}: field {column.name!r}")
+            csv_value(row[position], column, f"{path} row {line}: field {column.name!r}")
             for position, column in zip(positions, inputs, strict=True)
         ]
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.artifacts import InputColumn, Manifest
 from services.errors import InvalidInput, SchemaError
-from services.runtime import PredictionBatch
+from services.runtime import PredictionBatch, coerce_value
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PREDICTED_LABEL = "predicted_label"
@@ -196,20 +196,12 @@ def _tensor_values(tensor: RequestInput, binary: bytes, offset: int) -> tuple[li
 
 def _column_value(value: Any, tensor: RequestInput, column: InputColumn, index: int) -> object:
     where = f"record {index}: input {tensor.name!r}"
-    if column.dtype == "string":
-        if isinstance(value, bytes):
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
-        if isinstance(value, str):
-            return value
-        raise SchemaError(f"{where} must be a string, got {type(value).__name__}")
-    if value is None:
-        return float("nan")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise SchemaError(f"{where} must be a number, got {type(value).__name__}")
+    if column.dtype == "string" and isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    return coerce_value(value, column, where)
 
 
 def decode_inputs(request: InferenceRequest, binary: bytes, inputs: Sequence[InputColumn]) -> np.ndarray:

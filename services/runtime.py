@@ -192,6 +192,22 @@ def coerce_value(value: object, column: InputColumn, where: str) -> object:
     raise SchemaError(f"{where} must be a number or null, got {type(value).__name__}")
 
 
+def csv_value(text: str, column: InputColumn, where: str) -> object:
+    """A CSV field for its column: text as is; numeric columns parse it, an empty field is a missing number.
+
+    Raises:
+        SchemaError: a numeric field that is not a number, named by ``where``.
+    """
+    if column.dtype == "string":
+        return text
+    if not text.strip():
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        raise SchemaError(f"{where} must be a number, got {text[:40]!r}") from None
+
+
 def records_to_columns(records: Sequence[Mapping[str, object]], inputs: Sequence[InputColumn]) -> np.ndarray:
     """Validate records against the input schema and stack them into an object array ``(n_samples, n_inputs)``.
 

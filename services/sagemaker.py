@@ -26,7 +26,7 @@ import numpy as np
 
 from services.artifacts import InputColumn
 from services.errors import InvalidInput, NotAcceptable, SchemaError, UnsupportedMediaType
-from services.runtime import PredictionBatch, records_to_columns
+from services.runtime import PredictionBatch, csv_value, records_to_columns
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -133,20 +133,6 @@ def _text(body: bytes) -> str:
         raise InvalidInput(f"the body is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
 
 
-def _csv_value(text: str, column: InputColumn, index: int) -> object:
-    """CSV fields are text: numeric columns parse them, an empty field is a missing number (NaN)."""
-    if column.dtype == "string":
-        return text
-    if not text.strip():
-        return float("nan")
-    try:
-        return float(text)
-    except ValueError:
-        raise SchemaError(
-            f"record {index}: field {column.name!r} must be a number, got {text[:40]!r}"
-        ) from None
-
-
 def _positional(values: Sequence[object], inputs: Sequence[InputColumn], index: int) -> dict[str, object]:
     names = [column.name for column in inputs]
     if len(values) != len(inputs):
@@ -183,7 +169,8 @@ def decode_csv(text: str, inputs: Sequence[InputColumn]) -> np.ndarray:
                 raise SchemaError(
                     f"record {index}: expected {len(inputs)} field(s) in the order {names}, got {len(row)}"
                 )
-            rows.append([_csv_value(value, column, index) for value, column in zip(row, inputs, strict=True)])
+            rows.append([csv_value(value, column, f"record {index}: field {column.name!r}")
+                         for value, column in zip(row, inputs, strict=True)])
     except csv.Error as exc:
         raise InvalidInput(f"the body is not valid CSV (record {len(rows)}: {exc})") from exc
     if not rows:
