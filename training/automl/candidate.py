@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 
 Preset = Literal["fast", "balanced", "best"]
 Params = dict[str, Any]
-EpochCallback = Callable[[int, np.ndarray], None]
-"""``on_epoch(step, validation_scores)``: iterative families call it after each epoch with their current
-predictions on the validation frame (probabilities ``(n, C)`` or values ``(n,)``, as ``predict_scores``); the
-search scores them with *its* objective, so every family is pruned on the same scale.  It may raise
+EpochCallback = Callable[..., None]
+"""``on_epoch(step, validation_scores, rows=None)``: iterative families call it after each epoch with their
+current predictions on the validation frame (probabilities ``(n, C)`` or values ``(n,)``, as
+``predict_scores``), or on the validation rows at positions ``rows`` when they score a subset; the search
+scores them with *its* objective, so every family is pruned on the same scale.  It may raise
 ``optuna.TrialPruned`` (stop this candidate): let it propagate."""
 
 

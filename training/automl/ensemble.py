@@ -162,23 +162,43 @@ def _prefixed(graph: onnx.GraphProto, prefix: str, keep: set[str]) -> tuple[list
     """A graph's nodes and initializers with every name prefixed, except the shared inputs in ``keep``.
 
     A member's transformer may declare only the inputs it uses; its inputs stay unprefixed so they read the
-    ensemble's shared inputs of the same names.
+    ensemble's shared inputs of the same names.  Control-flow bodies (a tokenizer's ``Loop``) are renamed with
+    the same rule, so their references to outer names stay consistent.
     """
-    if any(attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-           for node in graph.node for attr in node.attribute):
-        raise ValueError("members with control-flow subgraphs cannot be inlined")
+
+    counter = iter(range(1 << 62))
 
     def rename(name: str) -> str:
         return name if not name or name in keep else prefix + name
 
-    nodes = []
-    for node in graph.node:
+    def rename_graph(body: onnx.GraphProto) -> onnx.GraphProto:
+        copy = onnx.GraphProto()
+        copy.CopyFrom(body)
+        for values in (copy.input, copy.output, copy.value_info):
+            for value in values:
+                value.name = rename(value.name)
+        for tensor in copy.initializer:
+            tensor.name = rename(tensor.name)
+        del copy.node[:]
+        copy.node.extend(rename_node(node) for node in body.node)
+        return copy
+
+    def rename_node(node: onnx.NodeProto) -> onnx.NodeProto:
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.input[:] = [rename(n) for n in node.input]
         copy.output[:] = [rename(n) for n in node.output]
-        copy.name = prefix + (node.name or node.op_type)
-        nodes.append(copy)
+        copy.name = f"{prefix}{node.name or node.op_type}_{next(counter)}"  # unnamed nodes must stay unique
+        for attribute in copy.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                attribute.g.CopyFrom(rename_graph(attribute.g))
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                bodies = [rename_graph(g) for g in attribute.graphs]
+                del attribute.graphs[:]
+                attribute.graphs.extend(bodies)
+        return copy
+
+    nodes = [rename_node(node) for node in graph.node]
     initializers = []
     for tensor in graph.initializer:
         copy = onnx.TensorProto()

@@ -214,8 +214,9 @@ class Search:
         candidate_bar = tqdm(desc=f"  #{trial.number} {family}", unit="epoch", leave=False,
                              disable=not self.progress or not cls.iterative)
 
-        def on_epoch(step: int, validation_scores: np.ndarray) -> None:
-            value = self.objective.score(self.problem, self.y_validation, np.asarray(validation_scores))
+        def on_epoch(step: int, validation_scores: np.ndarray, rows: np.ndarray | None = None) -> None:
+            truth = self.y_validation if rows is None else self.y_validation[rows]
+            value = self.objective.score(self.problem, truth, np.asarray(validation_scores))
             candidate_bar.update()
             candidate_bar.set_postfix({self.objective.name: f"{value:.4f}"})
             trial.report(value, step)

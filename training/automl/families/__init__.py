@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 FAMILY_PATHS: dict[str, str] = {
     "tfidf_linear": "training.automl.families.tfidf:TfidfLinear",
     "gbdt": "training.automl.families.gbdt:GradientBoostedTrees",
+    "fasttext": "training.automl.families.fasttext:FastTextModel",
+    "minilm": "training.automl.families.minilm:MiniLMModel",
 }
 
 

@@ -35,12 +35,13 @@ classification can add per-class logit offsets fitted on validation to maximize 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -107,7 +108,7 @@ def join_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     return texts
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Helpers shared with the MiniLM family: the validation objective and the macro-F1 logit offsets.
 
 
@@ -115,13 +116,15 @@ def validation_objective(problem: Problem, y: np.ndarray, scores: np.ndarray) ->
     """Macro-F1 for classification (higher is better), R² for regression."""
     if problem.is_classification:
         return float(
-            f1_score(y, scores.argmax(axis=1), labels=range(len(problem.labels)), average="macro", zero_division=0)
+            f1_score(
+                y, scores.argmax(axis=1), labels=range(len(problem.labels)), average="macro", zero_division=0
+            )
         )
     return float(r2_score(y, scores))
 
 
 def fit_logit_offsets(log_probabilities: np.ndarray, y: np.ndarray, *, rounds: int = 3) -> np.ndarray:
-    """Per-class additive offsets to the log-probabilities that maximize macro-F1 on ``(log_probabilities, y)``.
+    """Per-class offsets added to ``log_probabilities`` that maximize macro-F1 against ``y``.
 
     Coordinate search over a grid, class 0 fixed at 0; keeps zeros unless macro-F1 improves.  Moves the
     decision threshold of rare classes (neutral reviews) the way a cost-sensitive rule would.
@@ -157,7 +160,22 @@ def past(deadline: float | None) -> bool:
     return remaining(deadline) <= 0
 
 
-# ---------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block.
+
+    The fastText model's operations are tiny; with two threads on a busy 2-core machine torch's OpenMP workers
+    spin-wait for each other, measured 10x slower than one thread.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------------------------
 
 
 class _Bag(torch.nn.Module):
@@ -193,7 +211,9 @@ class FastTextModel(CandidateModel):
     def suggest(cls, trial: optuna.Trial, preset: Preset, problem: Problem) -> Params:
         params = cls.default_params(preset, problem)
         # Optuna names carry the family prefix: one study searches every family.
-        params["dim"] = trial.suggest_categorical("fasttext_dim", [32, 64, 100] if preset == "fast" else [32, 64, 100, 200])
+        params["dim"] = trial.suggest_categorical(
+            "fasttext_dim", [32, 64, 100] if preset == "fast" else [32, 64, 100, 200]
+        )
         params["lr"] = trial.suggest_float("fasttext_lr", 1e-3, 3e-2, log=True)
         params["batch_size"] = trial.suggest_categorical("fasttext_batch_size", [32, 64, 128])
         params["dropout"] = trial.suggest_float("fasttext_dropout", 0.0, 0.5)
@@ -201,7 +221,9 @@ class FastTextModel(CandidateModel):
         params["bigrams"] = trial.suggest_categorical("fasttext_bigrams", [True, False])
         params["min_count"] = trial.suggest_int("fasttext_min_count", 1, 3)
         if problem.is_classification:
-            params["class_weight"] = trial.suggest_categorical("fasttext_class_weight", ["none", "sqrt", "balanced"])
+            params["class_weight"] = trial.suggest_categorical(
+                "fasttext_class_weight", ["none", "sqrt", "balanced"]
+            )
         return params
 
     @classmethod
@@ -240,7 +262,7 @@ class FastTextModel(CandidateModel):
             pairs: Counter[int] = Counter()
             for tokens in token_lists:
                 ids = [self.vocabulary_.get(t, PAD_ID) for t in tokens[: self.max_tokens_]]
-                pairs.update(a * n_words + b for a, b in zip(ids, ids[1:]) if a and b)
+                pairs.update(a * n_words + b for a, b in zip(ids[:-1], ids[1:], strict=True) if a and b)
             kept_pairs = sorted((k for k, c in pairs.items() if c >= min_count), key=lambda k: (-pairs[k], k))
             self.bigrams_ = {k: n_words + i for i, k in enumerate(kept_pairs[:limit])}
 
@@ -249,14 +271,14 @@ class FastTextModel(CandidateModel):
         return 1 + len(self.vocabulary_) + len(self.bigrams_)
 
     def _ids(self, texts: Sequence[str]) -> np.ndarray:
-        """``(n_samples, 2 * max_tokens)`` int64: word ids, then bigram ids; what the transformer graph emits."""
+        """``(n_samples, 2 * max_tokens)`` int64: word ids, then bigram ids, as the transformer emits."""
         length = self.max_tokens_
         n_words = len(self.vocabulary_) + 1
         out = np.zeros((len(texts), 2 * length), dtype=np.int64)
         for row, text in enumerate(texts):
             ids = [self.vocabulary_.get(t, PAD_ID) for t in tokenize(text)[:length]]
             out[row, : len(ids)] = ids
-            for j, (a, b) in enumerate(zip(ids, ids[1:])):
+            for j, (a, b) in enumerate(zip(ids[:-1], ids[1:], strict=True)):
                 if a and b:
                     out[row, length + j] = self.bigrams_.get(a * n_words + b, PAD_ID)
         return out
@@ -297,6 +319,16 @@ class FastTextModel(CandidateModel):
     ) -> FastTextModel:
         if past(deadline):
             raise BudgetExceeded("the deadline passed before fastText training started")
+        with one_torch_thread():
+            return self._fit(train, validation, deadline, on_epoch)
+
+    def _fit(
+        self,
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        deadline: float | None,
+        on_epoch: EpochCallback | None,
+    ) -> FastTextModel:
         p = self.params
         torch.manual_seed(self.seed)
         generator = np.random.default_rng(self.seed)
@@ -318,7 +350,9 @@ class FastTextModel(CandidateModel):
         lr = float(p.get("lr", 5e-3))
         optimizers = [
             torch.optim.SparseAdam(list(self.model_.embedding.parameters()), lr=lr),
-            torch.optim.AdamW(self.model_.linear.parameters(), lr=lr, weight_decay=float(p.get("weight_decay", 1e-4))),
+            torch.optim.AdamW(
+                self.model_.linear.parameters(), lr=lr, weight_decay=float(p.get("weight_decay", 1e-4))
+            ),
         ]
         loss_fn = self._loss(y_train)
         batch = int(p.get("batch_size", 64))
@@ -340,7 +374,8 @@ class FastTextModel(CandidateModel):
                     optimizer.step()
                 if past(deadline):
                     break
-            score = validation_objective(self.problem, y_valid_raw, self._scores_from_ids(x_valid))
+            validation_scores = self._scores_from_ids(x_valid)
+            score = validation_objective(self.problem, y_valid_raw, validation_scores)
             self.epochs_ = epoch + 1
             self.history_.append(score)
             if score > best_score:
@@ -348,7 +383,7 @@ class FastTextModel(CandidateModel):
             else:
                 stale += 1
             if on_epoch is not None:
-                on_epoch(epoch, score)
+                on_epoch(epoch, validation_scores)
             if past(deadline) or stale >= int(p.get("patience", 3)):
                 break
         assert best_state is not None
@@ -357,7 +392,9 @@ class FastTextModel(CandidateModel):
         if self.problem.is_classification and p.get("adjust_priors", False) and len(x_valid):
             log_p = np.log(np.clip(self._scores_from_ids(x_valid), 1e-12, None))
             self.offsets_ = fit_logit_offsets(log_p, y_valid_raw)
-        self.validation_score_ = validation_objective(self.problem, y_valid_raw, self._scores_from_ids(x_valid))
+        self.validation_score_ = validation_objective(
+            self.problem, y_valid_raw, self._scores_from_ids(x_valid)
+        )
         return self
 
     # -- prediction ------------------------------------------------------------------------------------------
@@ -370,7 +407,8 @@ class FastTextModel(CandidateModel):
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._scores_from_ids(self._ids(self._texts(frame)))
+        with one_torch_thread():
+            return self._scores_from_ids(self._ids(self._texts(frame)))
 
     # -- export ----------------------------------------------------------------------------------------------
 
@@ -411,19 +449,33 @@ class FastTextModel(CandidateModel):
         nodes += [
             helper.make_node("Reshape", [joined, "flat_shape"], ["text"]),
             helper.make_node(
-                "StringNormalizer", ["text"], ["lowered"], case_change_action="LOWER", is_case_sensitive=1,
+                "StringNormalizer",
+                ["text"],
+                ["lowered"],
+                case_change_action="LOWER",
+                is_case_sensitive=1,
                 locale=LOCALE,
             ),
             helper.make_node(
-                "Tokenizer", ["lowered"], ["tokens"], domain="com.microsoft", mark=0, mincharnum=1,
-                pad_value=_PAD_TOKEN, tokenexp=TOKEN_PATTERN_RE2,
+                "Tokenizer",
+                ["lowered"],
+                ["tokens"],
+                domain="com.microsoft",
+                mark=0,
+                mincharnum=1,
+                pad_value=_PAD_TOKEN,
+                tokenexp=TOKEN_PATTERN_RE2,
             ),
             helper.make_node(
-                "LabelEncoder", ["tokens"], ["token_ids"], domain="ai.onnx.ml",
+                "LabelEncoder",
+                ["tokens"],
+                ["token_ids"],
+                domain="ai.onnx.ml",
                 keys_strings=list(self.vocabulary_) or [_PAD_TOKEN],
-                values_int64s=list(self.vocabulary_.values()) or [PAD_ID], default_int64=PAD_ID,
+                values_int64s=list(self.vocabulary_.values()) or [PAD_ID],
+                default_int64=PAD_ID,
             ),
-            # Pad (N, T) to at least L columns with PAD_ID, then keep the first L: truncation and padding at once.
+            # Pad (N, T) to at least L columns with PAD_ID, keep the first L: truncation and padding at once.
             helper.make_node("Shape", ["token_ids"], ["ids_shape"], start=0, end=1),
             helper.make_node("Concat", ["ids_shape", "length_i"], ["pad_shape"], axis=0),
             helper.make_node("Expand", ["pad_row", "pad_shape"], ["pad_block"]),
@@ -445,8 +497,12 @@ class FastTextModel(CandidateModel):
                 helper.make_node("Mul", ["left", "n_words"], ["left_scaled"]),
                 helper.make_node("Add", ["left_scaled", "right"], ["pair_key"]),
                 helper.make_node(
-                    "LabelEncoder", ["pair_key"], ["pair_found"], domain="ai.onnx.ml",
-                    keys_int64s=list(self.bigrams_), values_int64s=list(self.bigrams_.values()),
+                    "LabelEncoder",
+                    ["pair_key"],
+                    ["pair_found"],
+                    domain="ai.onnx.ml",
+                    keys_int64s=list(self.bigrams_),
+                    values_int64s=list(self.bigrams_.values()),
                     default_int64=PAD_ID,
                 ),
                 # A pair with an unknown word (id 0) never counts, even if its key collides with a real pair.
@@ -464,14 +520,17 @@ class FastTextModel(CandidateModel):
             outputs.append("bigram_ids")
         nodes.append(helper.make_node("Concat", outputs, [FEATURES], axis=1))
         initializers = [
-            numpy_helper.from_array(value, name) if value.dtype != object else helper.make_tensor(
-                name, TensorProto.STRING, value.shape, [v.encode() for v in value]
-            )
+            numpy_helper.from_array(value, name)
+            if value.dtype != object
+            else helper.make_tensor(name, TensorProto.STRING, value.shape, [v.encode() for v in value])
             for name, value in const.items()
         ]
         graph = helper.make_graph(
-            nodes, "fasttext_transformer", inputs,
-            [helper.make_tensor_value_info(FEATURES, TensorProto.INT64, [None, 2 * length])], initializers,
+            nodes,
+            "fasttext_transformer",
+            inputs,
+            [helper.make_tensor_value_info(FEATURES, TensorProto.INT64, [None, 2 * length])],
+            initializers,
         )
         return _model(graph, [("", OPSET), ("ai.onnx.ml", ML_OPSET), ("com.microsoft", 1)])
 
@@ -519,7 +578,10 @@ class FastTextModel(CandidateModel):
             nodes.append(helper.make_node("Add", ["linear", "bias"], [PREDICTIONS]))
             outputs = [helper.make_tensor_value_info(PREDICTIONS, TensorProto.FLOAT, [None, 1])]
         graph = helper.make_graph(
-            nodes, "fasttext_estimator", [features], outputs,
+            nodes,
+            "fasttext_estimator",
+            [features],
+            outputs,
             [numpy_helper.from_array(v, k) for k, v in const.items()],
         )
         return _model(graph, [("", OPSET)])
@@ -530,7 +592,10 @@ def _model(graph: onnx.GraphProto, opsets: list[tuple[str, int]]) -> onnx.ModelP
     standard = [i for i in imports if i.domain in ("", "ai.onnx.ml")]
     # The lowest IR version for these opsets, not onnx's newest: onnxruntime refuses newer IR versions.
     model = helper.make_model(
-        graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(standard), producer_name="tripod"
+        graph,
+        opset_imports=imports,
+        ir_version=helper.find_min_ir_version_for(standard),
+        producer_name="tripod",
     )
     onnx.checker.check_model(model)
     return model

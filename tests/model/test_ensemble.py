@@ -1,0 +1,74 @@
+"""Soft voting over members of different families, exported as one transformer and one classifier graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.runtime import InferencePipeline
+from tests.conftest import TARGET
+from training.automl.ensemble import SoftVotingEnsemble, choose_members
+from training.automl.families import family_class
+from training.automl.objectives import OBJECTIVES
+from training.automl.problem import ColumnRoles, Problem
+from training.automl.search import TrialRecord
+from training.data import split_frame, stratified_sample
+
+ROLES = ColumnRoles(text=("review_body", "title"), categorical=("class_name",), numeric=("age",))
+
+
+@pytest.fixture(scope="module")
+def split(prepared_reviews: pd.DataFrame):
+    return split_frame(stratified_sample(prepared_reviews, TARGET, 1200, seed=0), TARGET, seed=42)
+
+
+def _member(name: str, problem: Problem, split, **params: object):
+    cls = family_class(name)
+    return cls(problem, {**cls.default_params("fast", problem), **params}).fit(split.train, split.validation)
+
+
+def _check(members: list, problem: Problem, split, tmp_path: Path) -> None:
+    ensemble = SoftVotingEnsemble(problem, {"members": list(range(len(members)))}, members=members)
+    paths = ensemble.to_onnx().save(tmp_path)
+    pipeline = InferencePipeline.from_files(paths["transformer"], paths.get("classifier") or paths["regressor"],
+                                            paths.get("inverse_label"), problem.roles.inputs, problem.labels)
+    served = pipeline.predict_array(problem.input_frame(split.test).to_numpy(dtype=object))
+    expected = ensemble.predict_scores(split.test)
+    reference = np.mean([m.predict_scores(split.test) for m in members], axis=0)
+    np.testing.assert_allclose(expected, reference)
+    got = served.probabilities if problem.is_classification else served.values
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_tfidf_and_fasttext_vote_in_one_pair_of_graphs(split, tmp_path: Path) -> None:
+    problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
+    members = [_member("tfidf_linear", problem, split), _member("fasttext", problem, split, max_epochs=2)]
+    _check(members, problem, split, tmp_path)
+
+
+def test_a_regression_ensemble_averages_values(split, tmp_path: Path) -> None:
+    problem = Problem("rating", "regression", (), ROLES)
+    members = [_member("tfidf_linear", problem, split), _member("gbdt", problem, split, max_rounds=30,
+                                                               svd_components=20)]
+    _check(members, problem, split, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_minilm_member_with_a_loop_tokenizer_is_inlined(split, tmp_path: Path) -> None:
+    problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
+    members = [_member("tfidf_linear", problem, split),
+               _member("minilm", problem, split, epoch_rows=200, eval_rows=100, max_epochs=1)]
+    _check(members, problem, split, tmp_path)
+
+
+def test_members_are_the_best_of_each_family_first() -> None:
+    def record(number: int, family: str, value: float) -> TrialRecord:
+        return TrialRecord(number=number, family=family, params={}, state="complete", validation=value)
+
+    records = [record(0, "tfidf_linear", 0.60), record(1, "tfidf_linear", 0.64), record(2, "gbdt", 0.58),
+               record(3, "fasttext", 0.62), record(4, "fasttext", 0.63)]
+    chosen = choose_members(records, OBJECTIVES["macro_f1"])
+    assert [r.number for r in chosen] == [1, 4, 2]
