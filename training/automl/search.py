@@ -1,11 +1,11 @@
 """Candidate search: Optuna (TPE) over the families of a preset, bounded by a time budget and a count.
 
 One study holds every trial; its first trials are each family's default parameters (a strong start), then TPE
-samples the family and its hyperparameters.  Iterative families report per-epoch validation scores so the
-median pruner stops hopeless trials early.  The study lives in SQLite by default (a PostgreSQL URL works too,
-so several machines can run trials of one study), each finished candidate is pickled beside it, and each
-trial's record is written as JSON, so a run interrupted by Ctrl-C or a crash resumes where it stopped and its
-finished candidates stay usable.
+samples the family and its hyperparameters.  Iterative families report per-epoch validation scores so a
+median pruner, comparing each trial with finished trials of its own family, stops hopeless trials early.  The
+study lives in SQLite by default (a PostgreSQL URL works too, so several machines can run trials of one study),
+each finished candidate is pickled beside it, and each trial's record is written as JSON, so a run interrupted
+by Ctrl-C or a crash resumes where it stopped and its finished candidates stay usable.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -168,8 +169,6 @@ class Search:
 
     def run(self) -> list[TrialRecord]:
         """Search until the budget, the candidate count or Ctrl-C ends it; returns every trial's record."""
-        import optuna
-
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are logged once, by us
         self.run_dir.mkdir(parents=True, exist_ok=True)
         storage = self.settings.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}"
@@ -182,7 +181,7 @@ class Search:
             load_if_exists=True,
             direction=self.objective.direction,
             sampler=sampler,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            pruner=FamilyMedianPruner(n_startup_trials=2, n_warmup_steps=1),
         )
         if not study.trials:  # a fresh study starts from each family's defaults
             for family in self.families:
@@ -203,8 +202,6 @@ class Search:
         return TrialRecord.load_all(self.trials_dir)
 
     def _objective(self, trial: Any) -> float:
-        import optuna
-
         family = trial.suggest_categorical("family", self.families)
         cls = family_class(family)
         preset = self.settings.preset
@@ -263,6 +260,35 @@ class Search:
                 self.bar.set_postfix({f"best {self.objective.name}": f"{top:.4f}",
                                       "left": f"{max(0, remaining(self.deadline)):.0f}s"})
             self.bar.update()
+
+
+class FamilyMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median rule, but among trials of the same family only.
+
+    Families count epochs differently (a fastText epoch is a pass over the data, a MiniLM epoch a chunk of 2,000
+    rows), so comparing a MiniLM trial's first epoch with fastText's would prune every transformer.  A trial is
+    stopped when its value at a step is worse than the median of the finished trials of its own family at that
+    step, once ``n_startup_trials`` of them exist.
+    """
+
+    def __init__(self, n_startup_trials: int = 2, n_warmup_steps: int = 1) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        family = trial.params.get("family")
+        peers = [
+            t.intermediate_values[step]
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.params.get("family") == family and step in t.intermediate_values
+        ]
+        if len(peers) < self.n_startup_trials:
+            return False
+        value, median = trial.intermediate_values[step], float(np.median(peers))
+        return value < median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > median
 
 
 def best_record(records: Sequence[TrialRecord], objective: Objective) -> TrialRecord | None:
