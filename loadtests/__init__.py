@@ -1,0 +1,1 @@
+"""Load tests of a running Tripod service: Locust scenarios, the SLO checker, the ``make loadtest`` runner."""
