@@ -592,6 +592,11 @@ def _by_shape(ax, chosen: dict[str, Variant], per_request: int, draw) -> None:  
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.10g}"))
+    ax.yaxis.set_minor_formatter(  # label 2× and 5× of each decade, the others stay plain ticks
+        FuncFormatter(lambda value, _: f"{value:,.10g}" if f"{value:.0e}"[0] in "25" else "")
+    )
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("concurrent clients (closed loop)")
     ax.set_title(f"{per_request} record{'s' if per_request > 1 else ''} per request", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -680,6 +685,22 @@ def plot(
 # -- main ----------------------------------------------------------------------------------------------------
 
 
+def replot(results_path: Path, out: Path) -> dict[str, Any]:
+    """Redraw the PNGs of an earlier run from its JSON (no measurement)."""
+    results = json.loads(results_path.read_text())
+    variants = {name: Variant(name, v["label"], None, v["points"]) for name, v in results["variants"].items()}
+    subtitle = (
+        f"{results['machine']['cores']} cores shared by client and server; 1-min load average "
+        f"{results['load_before'][0]} at start, {results['load_after'][0]} at end"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    written = plot(out, variants, results["ratios"], subtitle)
+    if any(name.startswith("minilm_") for name in variants):
+        written += plot(out, variants, results["ratios"], subtitle, prefix="minilm_")
+    print("\n".join(str(path) for path in written))
+    return results
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -706,6 +727,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--minilm-concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--minilm-batch", type=int, default=8, help="records per batched MiniLM request")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--replot", type=Path, help="only redraw the PNGs of this serving_results.json into --out"
+    )
     args = parser.parse_args(argv)
     if args.minilm_hf and not args.minilm_model:
         parser.error("--minilm-hf needs --minilm-model")
@@ -769,6 +793,8 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.replot:
+        return replot(args.replot, args.out)
     work, out = args.work.resolve(), args.out.resolve()
     logs = work / "logs"
     for directory in (work, out, logs):
