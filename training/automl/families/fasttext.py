@@ -68,6 +68,22 @@ if TYPE_CHECKING:
     import optuna
 
 PAD_ID = 0
+
+
+def training_loss(problem: Problem, y: np.ndarray, class_weight: str) -> torch.nn.Module:
+    """MSE for regression; cross-entropy weighted ``none``, ``balanced`` or ``sqrt`` (of balanced) otherwise.
+
+    Shared by the torch families (fastText, MiniLM).
+    """
+    if not problem.is_classification:
+        return torch.nn.MSELoss()
+    if class_weight == "none":
+        return torch.nn.CrossEntropyLoss()
+    counts = np.bincount(y, minlength=len(problem.labels)).astype(np.float64)
+    weights = len(y) / (len(counts) * np.maximum(counts, 1.0))
+    if class_weight == "sqrt":
+        weights = np.sqrt(weights)
+    return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights / weights.mean(), dtype=torch.float32))
 """Id of padding and of unknown words and bigrams; its embedding is zero and it is left out of the mean."""
 COLUMN_SEPARATOR = " | "
 OPSET = 21
@@ -292,16 +308,7 @@ class FastTextModel(CandidateModel):
         return ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
 
     def _loss(self, y: np.ndarray) -> torch.nn.Module:
-        if not self.problem.is_classification:
-            return torch.nn.MSELoss()
-        scheme = self.params.get("class_weight", "none")
-        if scheme == "none":
-            return torch.nn.CrossEntropyLoss()
-        counts = np.bincount(y, minlength=len(self.problem.labels)).astype(np.float64)
-        weights = len(y) / (len(counts) * np.maximum(counts, 1.0))
-        if scheme == "sqrt":
-            weights = np.sqrt(weights)
-        return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights / weights.mean(), dtype=torch.float32))
+        return training_loss(self.problem, y, str(self.params.get("class_weight", "none")))
 
     def _raw_outputs(self, ids: np.ndarray) -> np.ndarray:
         self.model_.eval()

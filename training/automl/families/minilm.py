@@ -60,6 +60,7 @@ from training.automl.families.fasttext import (
     fit_logit_offsets,
     join_columns,
     past,
+    training_loss,
     validation_objective,
 )
 from training.automl.problem import Problem
@@ -257,16 +258,7 @@ class MiniLMModel(CandidateModel):
         return MeanPoolingClassifier(encoder, n_outputs)
 
     def _loss(self, y: np.ndarray) -> torch.nn.Module:
-        if not self.problem.is_classification:
-            return torch.nn.MSELoss()
-        scheme = self.params.get("class_weight", "none")
-        if scheme == "none":
-            return torch.nn.CrossEntropyLoss()
-        counts = np.bincount(y, minlength=len(self.problem.labels)).astype(np.float64)
-        weights = len(y) / (len(counts) * np.maximum(counts, 1.0))
-        if scheme == "sqrt":
-            weights = np.sqrt(weights)
-        return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights / weights.mean(), dtype=torch.float32))
+        return training_loss(self.problem, y, str(self.params.get("class_weight", "none")))
 
     def _stream_order(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A permutation of the training rows whose every prefix keeps the class mix (stratified stream)."""
