@@ -70,6 +70,24 @@ if TYPE_CHECKING:
 PAD_ID = 0
 
 
+def join_columns_nodes(columns: list[str], constants: dict[str, np.ndarray]) -> tuple[list[onnx.NodeProto], str]:
+    """Graph nodes that join text columns with ``COLUMN_SEPARATOR`` as :func:`join_columns` does in Python.
+
+    Adds the separator to ``constants`` when needed; returns the nodes and the name of the joined tensor.
+    """
+    nodes: list[onnx.NodeProto] = []
+    joined = columns[0]
+    if len(columns) > 1:
+        constants["separator"] = np.array([COLUMN_SEPARATOR], dtype=object)
+    for i, column in enumerate(columns[1:]):
+        nodes += [
+            helper.make_node("StringConcat", [joined, "separator"], [f"join{i}_a"]),
+            helper.make_node("StringConcat", [f"join{i}_a", column], [f"join{i}"]),
+        ]
+        joined = f"join{i}"
+    return nodes, joined
+
+
 def training_loss(problem: Problem, y: np.ndarray, class_weight: str) -> torch.nn.Module:
     """MSE for regression; cross-entropy weighted ``none``, ``balanced`` or ``sqrt`` (of balanced) otherwise.
 
@@ -442,17 +460,7 @@ class FastTextModel(CandidateModel):
             "pad_id": np.array(PAD_ID, np.int64),
             "n_words": np.array(n_words, np.int64),
         }
-        nodes = []
-        text_columns = list(self.problem.roles.text)
-        joined = text_columns[0]
-        if len(text_columns) > 1:
-            const["separator"] = np.array([COLUMN_SEPARATOR], dtype=object)
-        for i, column in enumerate(text_columns[1:]):
-            nodes += [
-                helper.make_node("StringConcat", [joined, "separator"], [f"join{i}_a"]),
-                helper.make_node("StringConcat", [f"join{i}_a", column], [f"join{i}"]),
-            ]
-            joined = f"join{i}"
+        nodes, joined = join_columns_nodes(list(self.problem.roles.text), const)
         nodes += [
             helper.make_node("Reshape", [joined, "flat_shape"], ["text"]),
             helper.make_node(

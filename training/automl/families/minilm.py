@@ -56,9 +56,9 @@ from training.automl.candidate import (
     Preset,
 )
 from training.automl.families.fasttext import (
-    COLUMN_SEPARATOR,
     fit_logit_offsets,
     join_columns,
+    join_columns_nodes,
     past,
     training_loss,
     validation_objective,
@@ -554,17 +554,7 @@ def build_tokenizer_graph(tokenizer: Any, problem: Problem, max_length: int) -> 
         "out_shape": i64([-1, max_length]),
         "first": i64([0]),
     }
-    nodes = []
-    columns = list(problem.roles.text)
-    joined = columns[0]
-    if len(columns) > 1:
-        constants["separator"] = np.array([COLUMN_SEPARATOR], dtype=object)
-    for i, column in enumerate(columns[1:]):
-        nodes += [
-            helper.make_node("StringConcat", [joined, "separator"], [f"join{i}_a"]),
-            helper.make_node("StringConcat", [f"join{i}_a", column], [f"join{i}"]),
-        ]
-        joined = f"join{i}"
+    nodes, joined = join_columns_nodes(list(problem.roles.text), constants)
     nodes += [
         helper.make_node("Reshape", [joined, "flat"], ["text"]),
         helper.make_node("Shape", ["text"], ["n_rows_1d"]),
