@@ -10,7 +10,7 @@ import pytest
 
 from services.runtime import InferencePipeline
 from tests.conftest import TARGET
-from training.automl.ensemble import SoftVotingEnsemble, choose_members
+from training.automl.ensemble import SoftVotingEnsemble, choose_members, select_weights
 from training.automl.families import family_class
 from training.automl.objectives import OBJECTIVES
 from training.automl.problem import ColumnRoles, Problem
@@ -30,14 +30,15 @@ def _member(name: str, problem: Problem, split, **params: object):
     return cls(problem, {**cls.default_params("fast", problem), **params}).fit(split.train, split.validation)
 
 
-def _check(members: list, problem: Problem, split, tmp_path: Path) -> None:
-    ensemble = SoftVotingEnsemble(problem, {"members": list(range(len(members)))}, members=members)
+def _check(members: list, problem: Problem, split, tmp_path: Path, weights: list[float] | None = None) -> None:
+    params = {"members": list(range(len(members))), **({"weights": weights} if weights else {})}
+    ensemble = SoftVotingEnsemble(problem, params, members=members)
     paths = ensemble.to_onnx().save(tmp_path)
     pipeline = InferencePipeline.from_files(paths["transformer"], paths.get("classifier") or paths["regressor"],
                                             paths.get("inverse_label"), problem.roles.inputs, problem.labels)
     served = pipeline.predict_array(problem.input_frame(split.test).to_numpy(dtype=object))
     expected = ensemble.predict_scores(split.test)
-    reference = np.mean([m.predict_scores(split.test) for m in members], axis=0)
+    reference = np.average([m.predict_scores(split.test) for m in members], axis=0, weights=weights)
     np.testing.assert_allclose(expected, reference)
     got = served.probabilities if problem.is_classification else served.values
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -47,6 +48,29 @@ def test_tfidf_and_fasttext_vote_in_one_pair_of_graphs(split, tmp_path: Path) ->
     problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
     members = [_member("tfidf_linear", problem, split), _member("fasttext", problem, split, max_epochs=2)]
     _check(members, problem, split, tmp_path)
+
+
+def test_weighted_votes_are_the_same_in_the_graph_as_in_python(split, tmp_path: Path) -> None:
+    problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
+    members = [_member("tfidf_linear", problem, split), _member("fasttext", problem, split, max_epochs=2)]
+    _check(members, problem, split, tmp_path, weights=[0.75, 0.25])
+
+
+def test_selection_weights_never_score_below_the_best_member_and_drop_a_useless_one() -> None:
+    problem = Problem(TARGET, "multiclass", ("a", "b", "c"), ROLES)
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, size=600)
+    one_hot = np.eye(3)[truth]
+    good = 0.55 * one_hot + 0.45 * rng.dirichlet(np.ones(3), size=600)  # mostly right
+    other = 0.45 * one_hot + 0.55 * rng.dirichlet(np.ones(3), size=600)  # right less often, errors independent
+    noise = rng.dirichlet(np.ones(3), size=600)  # no information at all
+    objective = OBJECTIVES["macro_f1"]
+    weights = select_weights(objective, problem, truth, [good, other, noise])
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[0] > 0 and weights[2] < weights[0]
+    blended = np.tensordot(weights, np.stack([good, other, noise]), axes=1)
+    best_single = max(objective.score(problem, truth, s) for s in (good, other, noise))
+    assert objective.score(problem, truth, blended) >= best_single
 
 
 def test_a_regression_ensemble_averages_values(split, tmp_path: Path) -> None:
@@ -71,4 +95,4 @@ def test_members_are_the_best_of_each_family_first() -> None:
     records = [record(0, "tfidf_linear", 0.60), record(1, "tfidf_linear", 0.64), record(2, "gbdt", 0.58),
                record(3, "fasttext", 0.62), record(4, "fasttext", 0.63)]
     chosen = choose_members(records, OBJECTIVES["macro_f1"])
-    assert [r.number for r in chosen] == [1, 4, 2]
+    assert [r.number for r in chosen] == [1, 4, 2, 3]

@@ -4,7 +4,8 @@ Members differ in what their transformer emits (TF-IDF floats, token ids…), bu
 one ``features`` tensor.  The ensemble's transformer therefore runs every member's transformer on the shared
 inputs, casts each ``features`` to float32 and concatenates them; its classifier slices each member's columns
 back out, casts them to the member's type (token ids stay exact: float32 holds integers up to 2^24), runs the
-member's estimator and averages the probabilities (or the regression values).  The graphs are inlined with
+member's estimator and takes the weighted mean of the probabilities (or the regression values); the weights come
+from greedy ensemble selection on validation (:func:`select_weights`).  The graphs are inlined with
 per-member name prefixes after bringing every member to one opset.
 """
 
@@ -31,13 +32,15 @@ from training.data import Split
 
 logger = logging.getLogger(__name__)
 
-MAX_MEMBERS = 3
+MAX_MEMBERS = 4
+SELECTION_ROUNDS = 12
 
 
 class SoftVotingEnsemble(CandidateModel):
-    """Mean of the members' probabilities (or values).
+    """Weighted mean of the members' probabilities (or values).
 
-    Params: ``members`` (trial numbers), ``families`` and ``member_params`` (to rebuild the members).
+    Params: ``members`` (trial numbers), ``families`` and ``member_params`` (to rebuild the members), ``weights``
+    (one per member, summing to 1; equal when absent).
     """
 
     family = "ensemble"
@@ -63,8 +66,15 @@ class SoftVotingEnsemble(CandidateModel):
             member.fit(train, validation, deadline=deadline)
         return self
 
+    @property
+    def weights(self) -> np.ndarray:
+        given = self.params.get("weights")
+        weights = np.ones(len(self.members)) if given is None else np.asarray(given, dtype=np.float64)
+        return weights / weights.sum()
+
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.mean([np.asarray(m.predict_scores(frame), dtype=np.float64) for m in self.members], axis=0)
+        scores = [np.asarray(m.predict_scores(frame), dtype=np.float64) for m in self.members]
+        return np.tensordot(self.weights, np.stack(scores), axes=1)
 
     def to_onnx(self) -> OnnxStages:
         staged = [member.to_onnx() for member in self.members]
@@ -101,6 +111,7 @@ class SoftVotingEnsemble(CandidateModel):
         widths = [_feature_width(t) for t in transformers]
         dtypes = [t.graph.output[0].type.tensor_type.elem_type for t in transformers]
         classification = self.problem.is_classification
+        weights = self.weights
         nodes, initializers, scored = [], [], []
         offset = 0
         for index, (member, width, dtype) in enumerate(zip(estimators, widths, dtypes, strict=True)):
@@ -121,19 +132,21 @@ class SoftVotingEnsemble(CandidateModel):
                 nodes.append(helper.make_node("Reshape", [output, f"{prefix}shape"], [flat]))
                 output = flat
             nodes.append(helper.make_node("Cast", [output], [f"{prefix}scores"], to=TensorProto.FLOAT))
-            scored.append(f"{prefix}scores")
+            initializers.append(numpy_helper.from_array(np.array(weights[index], dtype=np.float32),
+                                                        f"vote_weight_{index}"))
+            nodes.append(helper.make_node("Mul", [f"{prefix}scores", f"vote_weight_{index}"], [f"vote_weighted_{index}"]))
+            scored.append(f"vote_weighted_{index}")
             offset += width
-        initializers.append(numpy_helper.from_array(np.array(1.0 / len(scored), dtype=np.float32), "inverse_k"))
         nodes.append(helper.make_node("Sum", scored, ["score_sum"]))
         features_input = helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, [None, offset])
         if classification:
             classes = len(self.problem.labels)
-            nodes.append(helper.make_node("Mul", ["score_sum", "inverse_k"], [PROBABILITIES]))
+            nodes.append(helper.make_node("Identity", ["score_sum"], [PROBABILITIES]))
             nodes.append(helper.make_node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0))
             outputs = [helper.make_tensor_value_info(LABEL, TensorProto.INT64, [None]),
                        helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, classes])]
         else:
-            nodes.append(helper.make_node("Mul", ["score_sum", "inverse_k"], [PREDICTIONS]))
+            nodes.append(helper.make_node("Identity", ["score_sum"], [PREDICTIONS]))
             outputs = [helper.make_tensor_value_info(PREDICTIONS, TensorProto.FLOAT, [None])]
         return _model(nodes, initializers, [features_input], outputs, estimators, "ensemble_estimator")
 
@@ -245,19 +258,48 @@ def choose_members(records: Sequence[TrialRecord], objective: Objective, k: int 
     return chosen[:k]
 
 
+def select_weights(objective: Objective, problem: Problem, truth: np.ndarray, scores: Sequence[np.ndarray],
+                   rounds: int = SELECTION_ROUNDS) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al., 2004): the weights of the members.
+
+    Each round adds the member whose extra vote makes the running average score best on validation; the weight
+    of a member is the share of rounds that picked it, and the rounds up to the best average are kept.  The
+    first pick is the best single member, so the result never scores below it on validation; a weak member
+    gets a small weight or none instead of an equal third of the vote.
+    """
+    counts = np.zeros(len(scores))
+    total = np.zeros_like(np.asarray(scores[0], dtype=np.float64))
+    best_value, best_counts = None, counts.copy()
+    for round_ in range(1, rounds + 1):
+        values = [objective.score(problem, truth, (total + s) / round_) for s in scores]
+        pick = int(np.argmax(values) if objective.direction == "maximize" else np.argmin(values))
+        counts[pick] += 1
+        total = total + scores[pick]
+        if best_value is None or objective.better(values[pick], best_value):
+            best_value, best_counts = values[pick], counts.copy()
+    return best_counts / best_counts.sum()
+
+
 def try_ensemble(records: Sequence[TrialRecord], objective: Objective, problem: Problem, split: Split,
                  run_dir: Path, *, seed: int = 42) -> EnsembleResult | None:
-    """Soft-vote the top candidates; None when fewer than two finished or the graphs cannot be combined."""
+    """Weighted soft vote of the top candidates (weights by :func:`select_weights` on validation); None when
+    fewer than two finished, the selection keeps a single member, or the graphs cannot be combined."""
     chosen = choose_members(records, objective)
     if len(chosen) < 2:
         return None
     members = [load_candidate(r) for r in chosen]
+    truth = problem.encode_target(split.validation)
+    validation_scores = [np.asarray(m.predict_scores(split.validation), dtype=np.float64) for m in members]
+    weights = select_weights(objective, problem, truth, validation_scores)
+    kept = np.flatnonzero(weights > 0)
+    if len(kept) < 2:
+        return None
+    chosen, members = [chosen[i] for i in kept], [members[i] for i in kept]
     params = {"members": [r.number for r in chosen], "families": [r.family for r in chosen],
-              "member_params": [r.params for r in chosen]}
+              "member_params": [r.params for r in chosen], "weights": [float(weights[i]) for i in kept]}
     ensemble = SoftVotingEnsemble(problem, params, seed, members)
     record = TrialRecord(number=max(r.number for r in records) + 1, family="ensemble", params=ensemble.params,
                          state="complete", fit_seconds=sum(r.fit_seconds for r in chosen))
-    truth = problem.encode_target(split.validation)
     record.validation = objective.score(problem, truth, ensemble.predict_scores(split.validation))
     record.test = test_scores(problem, objective, ensemble, split.test)
     try:
