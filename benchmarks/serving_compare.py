@@ -5,8 +5,12 @@ concurrency of:
 
 - ``inprocess``: the ONNX runtime called in-process (``InferencePipeline.predict_array`` from threads): the
   ceiling, no HTTP, no JSON;
-- ``tripod``: ``tripod serve``, the three-stage BentoML pipeline, ``POST /predict``;
+- ``tripod``: ``tripod serve`` with its defaults (the three ONNX stages run in the entry worker), ``POST /predict``;
+- ``tripod_services``: ``tripod serve`` with ``TRIPOD_STAGES=services`` (three BentoML stage services composed with
+  ``bentoml.depends``, adaptive batching);
 - ``fused``: the three graphs merged into one, one BentoML service (``serving_fused_service.py``);
+- ``floor``: the same route, requests and answer shape with no model (``serving_floor_service.py``): what
+  BentoML, HTTP and JSON allow before any inference;
 - ``sklearn``: the fitted scikit-learn pipeline pickled in one BentoML service, written as a user would
   (``serving_sklearn_service.py``, BentoML's defaults);
 - with ``--minilm-model DIR`` or ``--minilm-build``: ``minilm_inprocess``, ``minilm_tripod`` and
@@ -275,7 +279,7 @@ def measure_server(
         url = f"{server.url}/predict"
         smallest = min(bodies)
         drive(url, bodies[smallest], smallest, concurrency=4, seconds=2, warmup_s=0)  # warm-up, not recorded
-        staged = variant.name.endswith("tripod")
+        staged = "tripod" in variant.name
         for per_request, path in sorted(bodies.items()):
             for level in levels:
                 before = stage_seconds(server.url) if staged else {}
@@ -378,6 +382,11 @@ def ratios(variants: dict[str, Variant], batch: int, prefix: str = "") -> dict[s
         ("tripod", "inprocess"),
         ("tripod", "sklearn"),
         ("tripod", "fused"),
+        ("tripod_services", "inprocess"),
+        ("tripod_services", "sklearn"),
+        ("tripod", "tripod_services"),
+        ("tripod", "floor"),
+        ("floor", "inprocess"),
         ("fused", "inprocess"),
         ("fused", "sklearn"),
         ("sklearn", "inprocess"),
@@ -397,7 +406,7 @@ def label_agreement(variants: dict[str, Variant]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name, variant in variants.items():
         reference = variants.get("minilm_inprocess" if name.startswith("minilm_") else "inprocess")
-        if reference is None or variant is reference:
+        if reference is None or variant is reference or name == "floor":  # the floor has no model to agree
             continue
         mine, theirs = variant.extra.get("labels"), reference.extra.get("labels")
         out[name] = (
@@ -570,8 +579,10 @@ def goals(variants: dict[str, Variant], ratio: dict[str, float], cold: list[floa
 COLORS = {
     "inprocess": "#555555",
     "tripod": "#1f77b4",
+    "tripod_services": "#17becf",
     "fused": "#2ca02c",
     "sklearn": "#d62728",
+    "floor": "#bcbd22",
     "minilm_inprocess": "#555555",
     "minilm_tripod": "#1f77b4",
     "minilm_torch": "#9467bd",
@@ -660,7 +671,7 @@ def plot(
     if chosen_ratios:
         names = list(chosen_ratios)
         fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4))
-        colors = ["#1f77b4" if n.split("/")[0].endswith("tripod") else "#999999" for n in names]
+        colors = ["#1f77b4" if "tripod" in n.split("/")[0] else "#999999" for n in names]
         ax.barh([n.replace("minilm_", "") for n in names], [chosen_ratios[n] for n in names], color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
         if not prefix:
@@ -712,8 +723,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["inprocess", "tripod", "fused", "sklearn"],
-        choices=["inprocess", "tripod", "fused", "sklearn"],
+        default=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
+        choices=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--batch", type=int, default=32, help="records per batched request")
@@ -809,7 +820,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     all_variants = {
         "inprocess": Variant("inprocess", "in-process ONNX runtime (ceiling)", None),
         "tripod": Variant(
-            "tripod", "Tripod HTTP (3 stages)", lambda log: running_server(tfidf.model_dir, log_path=log)
+            "tripod",
+            "Tripod HTTP (3 stages in the entry worker, default)",
+            lambda log: running_server(tfidf.model_dir, log_path=log),
+        ),
+        "tripod_services": Variant(
+            "tripod_services",
+            "Tripod HTTP (3 stage services)",
+            lambda log: running_server(tfidf.model_dir, env={"TRIPOD_STAGES": "services"}, log_path=log),
         ),
         "fused": Variant(
             "fused",
@@ -819,6 +837,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 {"FUSED_ONNX": str(tfidf.fused_onnx), "FUSED_MODEL_DIR": str(tfidf.model_dir)},
                 log,
             ),
+        ),
+        "floor": Variant(
+            "floor",
+            "BentoML floor: same requests, no model",
+            lambda log: bentoml_service("serving_floor_service:Floor", {}, log),
         ),
         "sklearn": Variant(
             "sklearn",

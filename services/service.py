@@ -1,9 +1,19 @@
-"""The BentoML pipeline: Transformer → Classifier → InverseLabel stage services behind the ``Tripod`` entry.
+"""The BentoML pipeline: Transformer → Classifier → InverseLabel stages behind the ``Tripod`` entry.
 
-Each stage is its own BentoML service with adaptive batching, so a busy stage can be given more workers
-without touching the others; the entry service validates requests, calls the stages through
-``bentoml.depends`` and shapes the answer.  BentoML fixes batching and worker counts when the classes are
-declared, so this module reads :class:`ServingSettings` once, at import, and nowhere else.
+The entry service validates requests, runs the three ONNX stages and shapes the answer.  Where the stages run
+is a deployment choice (``TRIPOD_STAGES``), the code path is the same:
+
+- ``local`` (default): every entry worker holds the three stage sessions (:class:`InferencePipeline`, the
+  runtime batch transform and the benchmarks use) and runs them in a thread.  For CPU models whose stages
+  take well under a millisecond (TF-IDF: 0.1 ms for all three) this is the fast choice: a hop between
+  BentoML services costs 4.5-6 ms and ships the features between processes (1.9 MB of dense TF-IDF per 32
+  reviews), measured in docs/benchmarks.md.
+- ``services``: each stage is its own BentoML service with adaptive batching, composed with
+  ``bentoml.depends``, so a heavy stage (a transformer encoder) batches across requests and can be given more
+  workers without touching the others.
+
+BentoML fixes batching, worker counts and dependencies when the classes are declared, so this module reads
+:class:`ServingSettings` once, at import, and nowhere else.
 
 The entry service speaks three protocols over one inference path, :meth:`Tripod.run_pipeline`:
 
@@ -18,6 +28,7 @@ app mounted on the entry service; its routes are methods, so they reach the stag
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,6 +48,7 @@ from services.limits import BodyLimitMiddleware
 from services.metrics import tripod_metrics
 from services.runtime import (
     ClassifierStage,
+    InferencePipeline,
     InverseLabelStage,
     PredictionBatch,
     RegressorStage,
@@ -50,6 +62,7 @@ from services.runtime import (
 from services.settings import ServingSettings
 
 SETTINGS = ServingSettings.from_env()
+STAGE_SERVICES = SETTINGS.stages == "services"
 _STAGE = {
     "workers": SETTINGS.stage_workers,
     "threads": SETTINGS.threads,
@@ -101,6 +114,7 @@ class Transformer:
     def __init__(self) -> None:
         _, path = _stage_path("transformer")
         self.stage = TransformerStage(path, threads=SETTINGS.onnx_threads)
+        settle_heap()
 
     @bentoml.api(**_batching("transformer"))
     def transform(self, columns: np.ndarray) -> np.ndarray:
@@ -117,6 +131,7 @@ class Classifier:
         regression = manifest.problem_type == "regression"
         _, path = _stage_path("regressor" if regression else "classifier")
         self.stage = (RegressorStage if regression else ClassifierStage)(path, threads=SETTINGS.onnx_threads)
+        settle_heap()
 
     @bentoml.api(**_batching("classifier"))
     def classify(self, features: np.ndarray) -> np.ndarray:
@@ -136,6 +151,7 @@ class InverseLabel:
         if "inverse_label" in manifest.stages:
             _, path = _stage_path("inverse_label")
             self.stage = InverseLabelStage(path, threads=SETTINGS.onnx_threads)
+        settle_heap()
 
     @bentoml.api(**_batching("inverse_label"))
     def inverse(self, indices: np.ndarray) -> list[str]:
@@ -194,19 +210,25 @@ _INFER_BODY = {
 class Tripod:
     """The entry service: decodes requests of every protocol, runs the three stages, encodes the answers."""
 
-    transformer = bentoml.depends(Transformer)
-    classifier = bentoml.depends(Classifier)
-    inverse_label = bentoml.depends(InverseLabel)
+    if STAGE_SERVICES:
+        transformer = bentoml.depends(Transformer)
+        classifier = bentoml.depends(Classifier)
+        inverse_label = bentoml.depends(InverseLabel)
 
     def __init__(self) -> None:
         self.manifest = load_manifest(SETTINGS.model_dir)
         self.regression = self.manifest.problem_type == "regression"
-        for stage in (self.transformer, self.classifier, self.inverse_label):
-            keep_client_session(stage)
+        self.local: InferencePipeline | None = None
+        if STAGE_SERVICES:
+            for stage in (self.transformer, self.classifier, self.inverse_label):
+                keep_client_session(stage)
+        else:
+            self.local = InferencePipeline.from_directory(SETTINGS.model_dir, threads=SETTINGS.onnx_threads)
         self.metrics = tripod_metrics()
         self.metrics.model_info.labels(
             model=self.manifest.name, version=self.manifest.version, candidate=self.manifest.candidate.family
         ).set(1)
+        settle_heap()
 
     async def run_pipeline(self, columns: np.ndarray) -> PredictionBatch:
         """The one inference path of every protocol: limits, then transformer → classifier → inverse label.
@@ -222,24 +244,49 @@ class Tripod:
         check_record_count(n)
         columns = clip_text(columns, self.manifest.inputs, SETTINGS.max_text_chars)
         self.metrics.request_records.observe(n)
+        if self.local is not None:
+            batch = await asyncio.to_thread(self._run_local, columns)
+        else:
+            batch = await self._run_services(columns)
+        self.metrics.count_predictions(self.manifest.name, self.manifest.version, batch.labels, n)
+        return batch
+
+    def _run_local(self, columns: np.ndarray) -> PredictionBatch:
+        """The stages in this worker, timed one by one like the remote ones (a thread: onnxruntime releases
+        the GIL, so requests on other threads keep being parsed meanwhile)."""
+        assert self.local is not None
+        with self.metrics.timed("transformer"):
+            features = self.local.transformer.transform(columns)
+        if self.regression:
+            with self.metrics.timed("regressor"):
+                return PredictionBatch(values=self.local.estimator.regress(features))  # type: ignore[union-attr]
+        with self.metrics.timed("classifier"):
+            scores = self.local.estimator.classify(features)  # type: ignore[union-attr]
+        assert self.local.inverse_label is not None
+        with self.metrics.timed("inverse_label"):
+            labels = np.asarray(self.local.inverse_label.inverse(class_indices(scores)), dtype=object)
+        return PredictionBatch(labels, scores, tuple(self.manifest.labels))
+
+    async def _run_services(self, columns: np.ndarray) -> PredictionBatch:
+        """The stages as BentoML services (``TRIPOD_STAGES=services``), each batching across requests."""
         with self.metrics.timed("transformer"):
             features = await self.transformer.to_async.transform(columns)
         with self.metrics.timed("regressor" if self.regression else "classifier"):
             scores = await self.classifier.to_async.classify(features)
         if self.regression:
-            self.metrics.count_predictions(self.manifest.name, self.manifest.version, None, n)
             return PredictionBatch(values=np.asarray(scores, dtype=np.float64).reshape(-1))
         with self.metrics.timed("inverse_label"):
             labels = np.asarray(
                 await self.inverse_label.to_async.inverse(class_indices(scores)), dtype=object
             )
-        self.metrics.count_predictions(self.manifest.name, self.manifest.version, labels, n)
         return PredictionBatch(labels, np.asarray(scores), tuple(self.manifest.labels))
 
     async def stages_ready(self) -> bool:
         """Whether every stage service answers its readiness probe (in-process stages always do)."""
         from _bentoml_impl.client import RemoteProxy
 
+        if not STAGE_SERVICES:
+            return True
         proxies = [getattr(self, name) for name in ("transformer", "classifier", "inverse_label")]
         probes = [proxy.is_ready(READY_TIMEOUT_S) for proxy in proxies if isinstance(proxy, RemoteProxy)]
         return all(await asyncio.gather(*probes))
@@ -432,6 +479,18 @@ def keep_client_session(stage: object) -> None:
     if manager is not None and hasattr(manager, "max_requests") and hasattr(manager, "max_age"):
         manager.max_requests = sys.maxsize
         manager.max_age = float("inf")
+
+
+def settle_heap() -> None:
+    """Put everything a worker built at start-up out of the garbage collector's way (``gc.freeze``).
+
+    A full collection walks every tracked object, and a worker holding onnxruntime sessions, pydantic models
+    and BentoML's machinery has hundreds of thousands: full collections stalled requests by 100-170 ms from
+    about 8 concurrent requests (measured, docs/benchmarks.md).  What is built at start-up lives as long as
+    the worker, so freezing it loses nothing; later collections only walk what requests leave behind.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def check_record_count(n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -32,7 +33,12 @@ class ServingSettings(BaseModel):
     classifier_max_latency_ms: int | None = Field(None, gt=0, description="overrides max_latency_ms")
     inverse_label_max_batch_size: int | None = Field(None, gt=1, description="overrides max_batch_size")
     inverse_label_max_latency_ms: int | None = Field(None, gt=0, description="overrides max_latency_ms")
-    stage_workers: int = Field(1, gt=0, description="processes per stage service")
+    stages: Literal["local", "services"] = Field(
+        "local",
+        description="local: each entry worker runs the three ONNX stages itself; services: one BentoML service "
+        "per stage, composed with bentoml.depends, each with adaptive batching and its own processes",
+    )
+    stage_workers: int = Field(1, gt=0, description="processes per stage service (stages=services)")
     workers: int = Field(1, gt=0, description="processes of the entry service")
     threads: int = Field(1, gt=0, description="threads per stage process running ONNX batches")
     onnx_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per stage process")

@@ -167,16 +167,23 @@ def serve(
     ] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="entry processes ($TRIPOD_WORKERS)")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="threads per stage ($TRIPOD_THREADS)")] = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(help="where the three stages run: local (in each entry worker) or services ($TRIPOD_STAGES)"),
+    ] = None,
 ) -> None:
-    """Serve the model over HTTP with BentoML (entry service + three stage services)."""
+    """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
+    as three stage services with --stages services)."""
     from services.artifacts import load_manifest
     from services.sagemaker_entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
-    from services.settings import ServingSettings
+    from services.settings import ENV_PREFIX, ServingSettings
 
     settings = ServingSettings.from_env()
     model_dir = model.expanduser().absolute() if model else None
-    overrides = {"model_dir": model_dir, "workers": workers, "threads": threads}
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    overrides = {"model_dir": model_dir, "workers": workers, "threads": threads, "stages": stages}
+    settings = ServingSettings.from_env({**settings.environ(), **{
+        ENV_PREFIX + name.upper(): str(value) for name, value in overrides.items() if value is not None
+    }})
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
     manifest = load_manifest(settings.model_dir)  # refuse a broken model before starting any process

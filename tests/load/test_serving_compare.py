@@ -42,23 +42,25 @@ def test_short_benchmark_run(prepared_reviews_path: Path, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "out" / "serving_results.json").read_text())["ratios"] == pytest.approx(
         results["ratios"]
     )
-    for name in ("inprocess", "tripod", "fused", "sklearn"):
+    for name in ("inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"):
         points = results["variants"][name]["points"]
         assert len(points) == 4 and all(p["ok"] > 0 and p["errors"] == 0 for p in points), (name, points)
-    assert results["label_agreement"]["tripod"] == results["label_agreement"]["fused"] == 1.0
-    assert results["label_agreement"]["sklearn"] >= 0.99
+    agreement = results["label_agreement"]
+    assert agreement["tripod"] == agreement["tripod_services"] == agreement["fused"] == 1.0
+    assert agreement["sklearn"] >= 0.99
+    assert "floor" not in agreement
     assert results["variants"]["tripod"]["half_max_single"]["errors"] == 0
-    assert {row["role"] for row in results["variants"]["tripod"]["memory"]} >= {
-        "worker tripod",
-        "worker tripod_transformer",
-        "worker tripod_classifier",
-        "worker tripod_inverse_label",
-    }
+    roles = {name: {row["role"] for row in results["variants"][name]["memory"]} for name in ("tripod", "tripod_services")}
+    stage_workers = {"worker tripod_transformer", "worker tripod_classifier", "worker tripod_inverse_label"}
+    assert "worker tripod" in roles["tripod"] and not roles["tripod"] & stage_workers
+    assert roles["tripod_services"] >= {"worker tripod", *stage_workers}
     assert len(results["cold_start_s"]) == 1
     assert {g["key"] for g in results["goals"] if g["met"] != "not measured"} == set(compare.GOALS)
     for png in ("throughput_vs_concurrency.png", "latency_percentiles.png", "ratios.png"):
         assert (tmp_path / "out" / png).stat().st_size > 10_000
-    assert "| Tripod HTTP (3 stages) | 8 |" in (tmp_path / "out" / "serving_summary.md").read_text()
+    summary = (tmp_path / "out" / "serving_summary.md").read_text()
+    assert "| Tripod HTTP (3 stages in the entry worker, default) | 8 |" in summary
+    assert "| Tripod HTTP (3 stage services) | 8 |" in summary
 
 
 def test_handwritten_transformers_service_answers_predict_shape(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,21 @@ from services.runtime import InferencePipeline
 from tripod.server_process import RunningServer, running_server
 
 
-@pytest.fixture(scope="session")
-def server(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="session", params=["local", "services"], ids=lambda stages: f"stages={stages}")
+def server(
+    request: pytest.FixtureRequest, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """Every protocol test runs against both topologies: the stages in the entry worker (the default) and the
+    three BentoML stage services composed with ``bentoml.depends``."""
     log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(trained_model_dir, env={"TRIPOD_STAGES": request.param}, log_path=log) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def default_server(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``tripod serve`` with its default settings, for the long fuzzing runs (once is enough)."""
+    log = tmp_path_factory.mktemp("default_server") / "server.log"
     with running_server(trained_model_dir, log_path=log) as running:
         yield running
 

@@ -45,8 +45,9 @@ def _assert_healthy(server: RunningServer, column: str) -> None:
 
 
 def test_schemathesis_finds_no_5xx_in_the_served_openapi_document(
-    server: RunningServer, pipeline: InferencePipeline, column: str
+    default_server: RunningServer, pipeline: InferencePipeline, column: str
 ) -> None:
+    server = default_server
     assert pipeline.manifest is not None
     schema = schemathesis.openapi.from_url(f"{server.url}/docs.json")
     real = {"model_name": pipeline.manifest.name, "model_version": pipeline.manifest.version}
@@ -159,7 +160,8 @@ def _invocation(draw: st.DrawFn, column: str) -> tuple[dict[str, str], bytes]:
     return headers, body
 
 
-def test_generated_invocations_bodies_never_get_a_5xx(server: RunningServer, column: str) -> None:
+def test_generated_invocations_bodies_never_get_a_5xx(default_server: RunningServer, column: str) -> None:
+    server = default_server
     statuses: set[int] = set()
     with httpx.Client(base_url=server.url, timeout=30) as client:
 

@@ -205,3 +205,15 @@ def test_the_built_bentos_dockerfile_ends_with_the_sagemaker_entrypoint(tmp_path
     )
     assert "EXPOSE 8080" in dockerfile.read_text()
     assert (dockerfile.parents[2] / "src" / "services" / "sagemaker_entrypoint.py").is_file()
+
+
+def test_tripod_serve_passes_the_stage_topology_and_refuses_an_unknown_one(
+    started: list[_FakeServer], trained_model_dir: Path
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["serve", "--model", str(trained_model_dir), "--stages", "services"])
+    assert result.exit_code == 0, result.output
+    assert started[0].env["TRIPOD_STAGES"] == "services"
+    result = runner.invoke(cli.app, ["serve", "--model", str(trained_model_dir), "--stages", "remote"])
+    assert result.exit_code != 0 and len(started) == 1  # refused before any server process starts
+    assert "TRIPOD_STAGES" in str(result.exception) and "local" in str(result.exception)
