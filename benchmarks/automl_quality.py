@@ -73,6 +73,11 @@ def run_tripod(frame: pd.DataFrame, preset: str, budget: str, seed: int, test: f
         metrics = result.metrics
         print(f"best: {result.best.family} (trial {result.best.number}); test macro-F1 {metrics['macro_f1']:.4f}, "
               f"accuracy {metrics['accuracy']:.4f}; split test share {test}")
+        if result.best.family == "ensemble":
+            params = result.best.params
+            votes = ", ".join(f"{family} (trial {number}) {weight:.2f}" for family, number, weight
+                              in zip(params["families"], params["members"], params["weights"], strict=True))
+            print(f"ensemble weights: {votes}")
 
 
 def run_flaml(frame: pd.DataFrame, budget: str, seed: int) -> None:

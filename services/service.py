@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ from services.runtime import (
 )
 from services.settings import ServingSettings
 
+logger = logging.getLogger("tripod.service")
 SETTINGS = ServingSettings.from_env()
 STAGE_SERVICES = SETTINGS.stages == "services"
 _STAGE = {
@@ -224,6 +227,11 @@ class Tripod:
                 keep_client_session(stage)
         else:
             self.local = InferencePipeline.from_directory(SETTINGS.model_dir, threads=SETTINGS.onnx_threads)
+            self.probe_ms = probe_ms(self.local)
+            self.inline = self.probe_ms < SETTINGS.inline_below_ms
+            logger.info("stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
+                        "on the event loop" if self.inline else "on a thread", self.probe_ms,
+                        SETTINGS.inline_below_ms)
         self.metrics = tripod_metrics()
         self.metrics.model_info.labels(
             model=self.manifest.name, version=self.manifest.version, candidate=self.manifest.candidate.family
@@ -245,7 +253,14 @@ class Tripod:
         columns = clip_text(columns, self.manifest.inputs, SETTINGS.max_text_chars)
         self.metrics.request_records.observe(n)
         if self.local is not None:
-            batch = await asyncio.to_thread(self._run_local, columns)
+            # A light model (TF-IDF: 0.1-0.3 ms) runs right here: handing it to a thread would cost more than
+            # the work, and the thread then waits for the event loop to let go of the GIL (up to its 5 ms
+            # switch interval) -- measured as stage times growing from 0.3 to 2-6 ms under concurrency.
+            # A heavy one (a transformer encoder) runs on a thread so the loop keeps taking requests.
+            if self.inline:
+                batch = self._run_local(columns)
+            else:
+                batch = await asyncio.to_thread(self._run_local, columns)
         else:
             batch = await self._run_services(columns)
         self.metrics.count_predictions(self.manifest.name, self.manifest.version, batch.labels, n)
@@ -481,16 +496,43 @@ def keep_client_session(stage: object) -> None:
         manager.max_age = float("inf")
 
 
-def settle_heap() -> None:
-    """Put everything a worker built at start-up out of the garbage collector's way (``gc.freeze``).
+PROBE_TEXT = "This dress is lovely but the fabric is thinner than I expected, so I am returning it. " * 6
+"""A long review (about 100 words), for :func:`probe_ms`: the cost of a demanding single record."""
 
-    A full collection walks every tracked object, and a worker holding onnxruntime sessions, pydantic models
-    and BentoML's machinery has hundreds of thousands: full collections stalled requests by 100-170 ms from
-    about 8 concurrent requests (measured, docs/benchmarks.md).  What is built at start-up lives as long as
-    the worker, so freezing it loses nothing; later collections only walk what requests leave behind.
+
+def probe_ms(pipeline: InferencePipeline, repeats: int = 5) -> float:
+    """Median milliseconds of the three stages on one long record, measured at start-up (it also warms the
+    sessions, so the first client does not pay for onnxruntime's lazy initialisation)."""
+    record = np.array([[PROBE_TEXT if c.dtype == "string" else 0.0 for c in pipeline.inputs]], dtype=object)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pipeline.predict_array(record)
+        timings.append(1000 * (time.perf_counter() - started))
+    return float(np.median(timings))
+
+
+def settle_heap() -> None:
+    """Keep the garbage collector from stalling requests: freeze what start-up built, and after every full
+    collection freeze its survivors.
+
+    A full collection walks every tracked object that is not frozen, and a serving worker keeps creating
+    long-lived ones after start-up (routes, caches, metric children).  Measured with ``benchmarks/
+    serving_compare.py`` (single reviews, open loop at half the maximum rate): p99 204 ms with Python's
+    defaults, 123 ms with 140x rarer young collections, 29.5 ms with the collector off, 25.5 ms with this.
+    What survives a full collection is long-lived by then; freezing it means the next full collection only
+    walks what came after.  Garbage without cycles is still freed at once by reference counting; the cost is
+    that a cycle made unreachable after its objects were frozen is never reclaimed.
     """
     gc.collect()
     gc.freeze()
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop" and info.get("generation") == 2:
+        gc.freeze()
 
 
 def check_record_count(n: int) -> None:

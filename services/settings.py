@@ -38,6 +38,12 @@ class ServingSettings(BaseModel):
         description="local: each entry worker runs the three ONNX stages itself; services: one BentoML service "
         "per stage, composed with bentoml.depends, each with adaptive batching and its own processes",
     )
+    inline_below_ms: float = Field(
+        2.0,
+        ge=0,
+        description="stages=local: a model whose three stages answer a long record faster than this (measured at "
+        "start) runs on the event loop; slower ones run on a thread (0: always a thread)",
+    )
     stage_workers: int = Field(1, gt=0, description="processes per stage service (stages=services)")
     workers: int = Field(1, gt=0, description="processes of the entry service")
     threads: int = Field(1, gt=0, description="threads per stage process running ONNX batches")
