@@ -46,8 +46,10 @@ class ServingSettings(BaseModel):
     )
     stage_workers: int = Field(1, gt=0, description="processes per stage service (stages=services)")
     workers: int = Field(1, gt=0, description="processes of the entry service")
-    threads: int = Field(1, gt=0, description="threads per stage process running ONNX batches")
-    onnx_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per stage process")
+    threads: int = Field(
+        1, gt=0, description="threads per stage service process running ONNX batches (stages=services)"
+    )
+    onnx_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per stage session")
     timeout_s: int = Field(60, gt=0, description="request timeout of every service")
     max_text_chars: int = Field(20_000, gt=0, description="longer text fields are cut to this length")
     response_keys: str = Field(

@@ -166,7 +166,9 @@ def serve(
         bool, typer.Option("--sagemaker", help="the SageMaker container contract, on 0.0.0.0:8080")
     ] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="entry processes ($TRIPOD_WORKERS)")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="threads per stage ($TRIPOD_THREADS)")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="threads per stage service, with --stages services ($TRIPOD_THREADS)")
+    ] = None,
     stages: Annotated[
         str | None,
         typer.Option(help="where the three stages run: local (in each entry worker) or services ($TRIPOD_STAGES)"),
