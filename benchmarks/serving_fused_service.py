@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
+from bentoml.validators import ContentType
 import numpy as np
 
 from services.artifacts import load_manifest
 from services.runtime import clip_text, format_predictions, inference_session, records_to_columns
 
 MAX_TEXT_CHARS = 20_000  # Tripod's default TRIPOD_MAX_TEXT_CHARS
+
+Answer = Annotated[list[dict[str, Any]], ContentType("application/json")]
+"""Declared as Tripod declares ``/predict``'s answer, so BentoML skips deriving the media type from the
+answer's JSON schema on every response (``services.service.Predictions``)."""
 
 
 @bentoml.service(name="tripod_fused")
@@ -33,7 +38,7 @@ class FusedPipeline:
         self.input_names = [node.name for node in self.session.get_inputs()]
 
     @bentoml.api(route="/predict")
-    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, records: list[dict[str, Any]]) -> Answer:
         columns = clip_text(
             records_to_columns(records, self.manifest.inputs), self.manifest.inputs, MAX_TEXT_CHARS
         )
