@@ -52,3 +52,32 @@ def test_the_start_up_probe_times_a_long_record_through_every_stage(trained_mode
     pipeline = InferencePipeline.from_directory(trained_model_dir)
     elapsed = probe_ms(pipeline, repeats=3)
     assert 0 < elapsed < 60_000
+
+
+def test_predict_declares_its_answer_media_type_so_bentoml_never_derives_it_per_response() -> None:
+    """Without a declared type BentoML builds the answer model's JSON schema on every response to find it
+    (a fifth of the worker's time at 32 reviews per request, docs/benchmarks.md)."""
+    from unittest import mock
+
+    from services.service import Tripod
+
+    spec = Tripod.apis["predict"].output_spec
+    with mock.patch.object(spec, "model_json_schema", side_effect=AssertionError("schema built")):
+        assert spec.mime_type() == "application/json"
+
+
+def test_stage_timer_records_one_observation_per_block() -> None:
+    from services.metrics import StageTimer
+
+    seen: list[float] = []
+
+    class Child:
+        def observe(self, seconds: float) -> None:
+            seen.append(seconds)
+
+    timer = StageTimer(Child())
+    with pytest.raises(ValueError), timer:
+        raise ValueError("a failing stage is still timed")
+    with timer:
+        pass
+    assert len(seen) == 2 and all(s >= 0 for s in seen)
