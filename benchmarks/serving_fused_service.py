@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from bentoml.validators import ContentType
 import numpy as np
+from bentoml.validators import ContentType
 
 from services.artifacts import load_manifest
 from services.runtime import clip_text, format_predictions, inference_session, records_to_columns

@@ -56,10 +56,10 @@ class TripodMetrics:
     """``tripod_request_records``: records per request that reached the model."""
     model_info: Any
     """``tripod_model_info{model,version,candidate}``: 1 for the model being served."""
-    _children: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+    _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def _child(self, metric: Any, **labels: str) -> Any:
-        key = (metric._name, *labels.values())
+        key = (metric, *labels.values())
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(**labels)

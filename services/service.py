@@ -38,9 +38,9 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+from bentoml.validators import ContentType
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
-from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from services import oip, sagemaker
