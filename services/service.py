@@ -4,7 +4,8 @@ The entry service validates requests, runs the three ONNX stages and shapes the 
 is a deployment choice (``TRIPOD_STAGES``), the code path is the same:
 
 - ``local`` (default): every entry worker holds the three stage sessions (:class:`InferencePipeline`, the
-  runtime batch transform and the benchmarks use) and runs them in a thread.  For CPU models whose stages
+  runtime batch transform and the benchmarks use) and runs them: on the event loop when a start-up probe
+  finds them light, on a thread otherwise (:meth:`Tripod.run_pipeline`).  For CPU models whose stages
   take well under a millisecond (TF-IDF: 0.1 ms for all three) this is the fast choice: a hop between
   BentoML services costs 4.5-6 ms and ships the features between processes (1.9 MB of dense TF-IDF per 32
   reviews), measured in docs/benchmarks.md.
@@ -272,8 +273,8 @@ class Tripod:
         return batch
 
     def _run_local(self, columns: np.ndarray) -> PredictionBatch:
-        """The stages in this worker, timed one by one like the remote ones (a thread: onnxruntime releases
-        the GIL, so requests on other threads keep being parsed meanwhile)."""
+        """The stages in this worker, timed one by one like the remote ones (on a thread for a heavy model:
+        onnxruntime releases the GIL, so the event loop keeps parsing requests meanwhile)."""
         assert self.local is not None
         with self.metrics.timed("transformer"):
             features = self.local.transformer.transform(columns)
