@@ -775,7 +775,7 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
         "minilm_inprocess": Variant("minilm_inprocess", "MiniLM in-process ONNX", None),
         "minilm_tripod": Variant(
             "minilm_tripod",
-            "MiniLM Tripod HTTP (3 stages)",
+            "MiniLM Tripod HTTP (stages in the entry worker)",
             lambda log: running_server(built.model_dir, log_path=log),
         ),
         "minilm_torch": Variant(
