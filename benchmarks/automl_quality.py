@@ -55,28 +55,56 @@ def text_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in (TEXT, TITLE) if c in frame.columns]
 
 
-def run_tripod(frame: pd.DataFrame, preset: str, budget: str, seed: int, test: float,
-               max_candidates: int | None = None) -> None:
+def run_tripod(
+    frame: pd.DataFrame, preset: str, budget: str, seed: int, test: float, max_candidates: int | None = None
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "reviews.parquet"
         frame.to_parquet(data, index=False)
         started = time.monotonic()
-        result = run_automl(data, TARGET, Path(tmp) / "model", preset=preset, time_budget=budget, seed=seed,  # type: ignore[arg-type]
-                            max_candidates=max_candidates,
-                            text=text_columns(frame), categorical=[CATEGORY], progress=False, echo=lambda *_: None)
+        result = run_automl(
+            data,
+            TARGET,
+            Path(tmp) / "model",
+            preset=preset,
+            time_budget=budget,
+            seed=seed,  # type: ignore[arg-type]
+            max_candidates=max_candidates,
+            text=text_columns(frame),
+            categorical=[CATEGORY],
+            progress=False,
+            echo=lambda *_: None,
+        )
         elapsed = time.monotonic() - started
         board = result.leaderboard
-        print(f"tripod preset={preset} budget={budget} seed={seed}: {len(board)} candidates, {elapsed:.0f}s end to end")
-        columns = ["rank", "trial", "family", "state", "validation_macro_f1", "test_macro_f1", "test_accuracy",
-                   "fit_seconds", "latency_ms"]
+        print(
+            f"tripod preset={preset} budget={budget} seed={seed}: {len(board)} candidates, {elapsed:.0f}s end to end"
+        )
+        columns = [
+            "rank",
+            "trial",
+            "family",
+            "state",
+            "validation_macro_f1",
+            "test_macro_f1",
+            "test_accuracy",
+            "fit_seconds",
+            "latency_ms",
+        ]
         print(board[[c for c in columns if c in board.columns]].head(12).to_string(index=False))
         metrics = result.metrics
-        print(f"best: {result.best.family} (trial {result.best.number}); test macro-F1 {metrics['macro_f1']:.4f}, "
-              f"accuracy {metrics['accuracy']:.4f}; split test share {test}")
+        print(
+            f"best: {result.best.family} (trial {result.best.number}); test macro-F1 {metrics['macro_f1']:.4f}, "
+            f"accuracy {metrics['accuracy']:.4f}; split test share {test}"
+        )
         if result.best.family == "ensemble":
             params = result.best.params
-            votes = ", ".join(f"{family} (trial {number}) {weight:.2f}" for family, number, weight
-                              in zip(params["families"], params["members"], params["weights"], strict=True))
+            votes = ", ".join(
+                f"{family} (trial {number}) {weight:.2f}"
+                for family, number, weight in zip(
+                    params["families"], params["members"], params["weights"], strict=True
+                )
+            )
             print(f"ensemble weights: {votes}")
 
 
@@ -85,26 +113,46 @@ def run_flaml(frame: pd.DataFrame, budget: str, seed: int) -> None:
     from flaml import AutoML
 
     split = split_frame(frame, TARGET, seed=seed)
-    problem = Problem(TARGET, "multiclass", tuple(sorted(frame[TARGET].unique())),
-                      ColumnRoles(text=tuple(text_columns(frame)), categorical=(CATEGORY,)))
+    problem = Problem(
+        TARGET,
+        "multiclass",
+        tuple(sorted(frame[TARGET].unique())),
+        ColumnRoles(text=tuple(text_columns(frame)), categorical=(CATEGORY,)),
+    )
     featurizer = TfidfLinear(problem, TfidfLinear.default_params("balanced", problem), seed=seed)
     transformer = featurizer._fit_transformer(problem.input_frame(split.train))
-    x_train, x_val, x_test = (transformer.transform(problem.input_frame(p)).astype(np.float32)
-                              for p in (split.train, split.validation, split.test))
+    x_train, x_val, x_test = (
+        transformer.transform(problem.input_frame(p)).astype(np.float32)
+        for p in (split.train, split.validation, split.test)
+    )
     y_train, y_val = problem.encode_target(split.train), problem.encode_target(split.validation)
     automl = AutoML()
     started = time.monotonic()
-    automl.fit(x_train, y_train, X_val=x_val, y_val=y_val, task="classification", metric="macro_f1",
-               time_budget=parse_duration(budget), seed=seed, verbose=0, n_jobs=2)
+    automl.fit(
+        x_train,
+        y_train,
+        X_val=x_val,
+        y_val=y_val,
+        task="classification",
+        metric="macro_f1",
+        time_budget=parse_duration(budget),
+        seed=seed,
+        verbose=0,
+        n_jobs=2,
+    )
     elapsed = time.monotonic() - started
     predicted = np.asarray(problem.labels)[automl.predict(x_test)]
     report = evaluate(split.test[TARGET], predicted, list(problem.labels))
-    print(f"flaml budget={budget} seed={seed}: best estimator {automl.best_estimator}, {elapsed:.0f}s; "
-          f"test macro-F1 {report['macro_f1']:.4f}, accuracy {report['accuracy']:.4f}")
+    print(
+        f"flaml budget={budget} seed={seed}: best estimator {automl.best_estimator}, {elapsed:.0f}s; "
+        f"test macro-F1 {report['macro_f1']:.4f}, accuracy {report['accuracy']:.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "reviews.parquet")
     parser.add_argument("--scenario", choices=["natural", "balanced", "flaml"], required=True)
     parser.add_argument("--preset", choices=["fast", "balanced", "best"], default="fast")
@@ -112,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sample", type=int, default=None, help="rows to use (short runs in tests)")
     parser.add_argument("--no-title", action="store_true", help="leave the review title out of the inputs")
-    parser.add_argument("--max-candidates", type=int, default=None, help="stop the search earlier (short runs)")
+    parser.add_argument(
+        "--max-candidates", type=int, default=None, help="stop the search earlier (short runs)"
+    )
     args = parser.parse_args(argv)
     frame = reviews(args.data, title=not args.no_title)
     if args.sample:

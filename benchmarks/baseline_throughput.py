@@ -67,7 +67,11 @@ def measure_throughput(
     with tempfile.TemporaryDirectory() as tmp:
         paths = model.to_onnx().save(Path(tmp))
         pipeline = InferencePipeline.from_files(
-            paths["transformer"], paths["classifier"], paths["inverse_label"], problem.roles.inputs, problem.labels
+            paths["transformer"],
+            paths["classifier"],
+            paths["inverse_label"],
+            problem.roles.inputs,
+            problem.labels,
         )
         results = []
         for size in batch_sizes:
@@ -110,12 +114,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         params = {**TfidfLinear.default_params("balanced", problem), "max_features": max_features}
         model = TfidfLinear(problem, params, seed=args.seed).fit(split.train, split.validation)
         proba = model.predict_scores(split.test)
-        scores = evaluate(split.test[args.target], np.asarray(problem.labels)[proba.argmax(axis=1)], problem.labels)
+        scores = evaluate(
+            split.test[args.target], np.asarray(problem.labels)[proba.argmax(axis=1)], problem.labels
+        )
         print(
             f"max_features={max_features} F={model.n_features_} test macro-F1 {scores['macro_f1']:.4f} "
             f"accuracy {scores['accuracy']:.4f}"
         )
-        for row in measure_throughput(model, split.test, args.batches, max_rows=args.rows, repeats=args.repeats):
+        for row in measure_throughput(
+            model, split.test, args.batches, max_rows=args.rows, repeats=args.repeats
+        ):
             print(
                 f"  batch {row['batch']:>5}: scikit-learn {row['sklearn_rows_per_s']:>9,.0f} rows/s   "
                 f"ONNX {row['onnx_rows_per_s']:>9,.0f} rows/s   ×{row['speedup']:.2f}"

@@ -143,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [
         (
             f"{size} / {latency} ms",
-            {"TRIPOD_STAGES": "services", "TRIPOD_MAX_BATCH_SIZE": str(size), "TRIPOD_MAX_LATENCY_MS": str(latency)},
+            {
+                "TRIPOD_STAGES": "services",
+                "TRIPOD_MAX_BATCH_SIZE": str(size),
+                "TRIPOD_MAX_LATENCY_MS": str(latency),
+            },
         )
         for size in args.batch_sizes
         for latency in args.latencies_ms

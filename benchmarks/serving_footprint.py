@@ -41,13 +41,17 @@ def serving_install_mb() -> float:
         env_dir = Path(tmp) / "venv"
         venv.create(env_dir, with_pip=True)
         python = env_dir / "bin" / "python"
-        subprocess.run([python, "-m", "pip", "install", "--quiet", str(ROOT)], check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", str(ROOT)], check=True, stderr=subprocess.DEVNULL
+        )
         size = sum(f.stat().st_size for f in env_dir.rglob("*") if f.is_file() and not f.is_symlink())
         return size / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "reviews" / "latest")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--install-size", action="store_true", help="also measure a fresh serving-only venv")
@@ -58,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         with running_server(args.model) as server:
             cold.append(server.cold_start_s)
             memory.append(server_tree_memory_mb(server.pid))
-    print(f"cold start to /readyz: median {statistics.median(cold):.2f} s over {args.runs} runs "
-          f"(min {min(cold):.2f}, max {max(cold):.2f})")
+    print(
+        f"cold start to /readyz: median {statistics.median(cold):.2f} s over {args.runs} runs "
+        f"(min {min(cold):.2f}, max {max(cold):.2f})"
+    )
     processes, rss, uss = memory[-1]
     print(f"server memory: RSS {rss:.0f} MiB, USS {uss:.0f} MiB, in {processes} processes")
     if args.install_size:

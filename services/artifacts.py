@@ -110,7 +110,9 @@ class Manifest(_Strict):
     def _stages_fit_the_problem(self) -> Manifest:
         expected = STAGES_BY_PROBLEM[self.problem_type]
         if tuple(sorted(self.stages)) != tuple(sorted(expected)):
-            raise ValueError(f"a {self.problem_type} model has stages {list(expected)}, not {sorted(self.stages)}")
+            raise ValueError(
+                f"a {self.problem_type} model has stages {list(expected)}, not {sorted(self.stages)}"
+            )
         if (self.problem_type == "regression") != (not self.labels):
             raise ValueError("labels are required for classification and must be empty for regression")
         return self
@@ -165,7 +167,9 @@ def verify(model_dir: Path, manifest: Manifest) -> None:
     """Refuse a model directory whose files are missing or differ from the manifest's digests."""
     for stage in manifest.stages.values():
         if stage.file not in manifest.files:
-            raise ModelIntegrityError(f"{stage.file} is a stage of the model but has no digest in the manifest")
+            raise ModelIntegrityError(
+                f"{stage.file} is a stage of the model but has no digest in the manifest"
+            )
     for relative, expected in manifest.files.items():
         path = model_dir / relative
         if not path.is_file():

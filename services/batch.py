@@ -30,7 +30,9 @@ OUTPUT_FORMATS = (".csv", ".jsonl")
 def _suffix(path: Path, allowed: Sequence[str], what: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        raise InvalidInput(f"{path}: {what} must end in one of {', '.join(allowed)}, not {suffix or '(none)'}")
+        raise InvalidInput(
+            f"{path}: {what} must end in one of {', '.join(allowed)}, not {suffix or '(none)'}"
+        )
     return suffix
 
 

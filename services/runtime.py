@@ -56,7 +56,9 @@ def inference_session(path: Path, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), session_options(threads), providers=providers)
     except Exception as plain_error:  # onnxruntime raises its own exception types for unknown operators
         try:
-            return ort.InferenceSession(str(path), session_options(threads, custom_ops=True), providers=providers)
+            return ort.InferenceSession(
+                str(path), session_options(threads, custom_ops=True), providers=providers
+            )
         except Exception:
             raise plain_error from None
 
@@ -89,8 +91,8 @@ class TransformerStage(OnnxStage):
 
     def transform(self, columns: np.ndarray) -> np.ndarray:
         """Args:
-            columns: object array ``(n_samples, n_inputs)`` in manifest input order: strings for string
-                columns, floats (NaN when missing) for numeric ones.
+        columns: object array ``(n_samples, n_inputs)`` in manifest input order: strings for string
+            columns, floats (NaN when missing) for numeric ones.
         """
         feeds = {
             name: columns[:, [i]].astype(np.float32) if numeric else columns[:, [i]]
@@ -312,7 +314,9 @@ class InferencePipeline:
         """Build from stage files that have no manifest yet (export's parity check); no inverse label = regression."""
         return cls(
             TransformerStage(transformer, threads=threads),
-            ClassifierStage(estimator, threads=threads) if inverse_label else RegressorStage(estimator, threads=threads),
+            ClassifierStage(estimator, threads=threads)
+            if inverse_label
+            else RegressorStage(estimator, threads=threads),
             InverseLabelStage(inverse_label, threads=threads) if inverse_label else None,
             inputs,
             labels,

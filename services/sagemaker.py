@@ -169,8 +169,12 @@ def decode_csv(text: str, inputs: Sequence[InputColumn]) -> np.ndarray:
                 raise SchemaError(
                     f"record {index}: expected {len(inputs)} field(s) in the order {names}, got {len(row)}"
                 )
-            rows.append([csv_value(value, column, f"record {index}: field {column.name!r}")
-                         for value, column in zip(row, inputs, strict=True)])
+            rows.append(
+                [
+                    csv_value(value, column, f"record {index}: field {column.name!r}")
+                    for value, column in zip(row, inputs, strict=True)
+                ]
+            )
     except csv.Error as exc:
         raise InvalidInput(f"the body is not valid CSV (record {len(rows)}: {exc})") from exc
     if not rows:

@@ -235,9 +235,12 @@ class Tripod:
             self.local = InferencePipeline.from_directory(SETTINGS.model_dir, threads=SETTINGS.onnx_threads)
             self.probe_ms = probe_ms(self.local)
             self.inline = self.probe_ms < SETTINGS.inline_below_ms
-            logger.info("stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
-                        "on the event loop" if self.inline else "on a thread", self.probe_ms,
-                        SETTINGS.inline_below_ms)
+            logger.info(
+                "stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
+                "on the event loop" if self.inline else "on a thread",
+                self.probe_ms,
+                SETTINGS.inline_below_ms,
+            )
         self.metrics = tripod_metrics()
         self.metrics.model_info.labels(
             model=self.manifest.name, version=self.manifest.version, candidate=self.manifest.candidate.family

@@ -73,8 +73,18 @@ def evaluate(
 
 def flat_metrics(report: dict[str, Any], *, prefix: str = "") -> dict[str, float]:
     """The scalar scores of a report, for the manifest's ``metrics`` field (``f1_<label>`` per class)."""
-    keys = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "log_loss",
-            "mse", "rmse", "mae", "r2")
+    keys = (
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "macro_precision",
+        "macro_recall",
+        "log_loss",
+        "mse",
+        "rmse",
+        "mae",
+        "r2",
+    )
     flat = {f"{prefix}{key}": float(report[key]) for key in keys if key in report}
     for label, scores in report.get("per_class", {}).items():
         flat[f"{prefix}f1_{label}"] = float(scores["f1"])
@@ -84,5 +94,9 @@ def flat_metrics(report: dict[str, Any], *, prefix: str = "") -> dict[str, float
 def evaluate_regression(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """MSE, RMSE, MAE and R² of regression predictions."""
     mse = float(mean_squared_error(truth, predicted))
-    return {"mse": mse, "rmse": mse**0.5, "mae": float(mean_absolute_error(truth, predicted)),
-            "r2": float(r2_score(truth, predicted))}
+    return {
+        "mse": mse,
+        "rmse": mse**0.5,
+        "mae": float(mean_absolute_error(truth, predicted)),
+        "r2": float(r2_score(truth, predicted)),
+    }

@@ -97,7 +97,10 @@ def build_inverse_label(labels: Sequence[str]) -> onnx.ModelProto:
 
 
 def check_parity(
-    candidate: CandidateModel, paths: Mapping[str, Path], frame: pd.DataFrame, options: ExportOptions = ExportOptions()
+    candidate: CandidateModel,
+    paths: Mapping[str, Path],
+    frame: pd.DataFrame,
+    options: ExportOptions = ExportOptions(),
 ) -> Parity:
     """Run the written stages through the serving runtime and compare them with ``candidate.predict_scores``.
 
@@ -110,8 +113,11 @@ def check_parity(
     problem = candidate.problem
     tolerance = options.max_probability_tolerance or candidate.max_probability_tolerance
     pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths.get("classifier") or paths["regressor"], paths.get("inverse_label"),
-        problem.roles.inputs, problem.labels,
+        paths["transformer"],
+        paths.get("classifier") or paths["regressor"],
+        paths.get("inverse_label"),
+        problem.roles.inputs,
+        problem.labels,
     )
     # Rows of similar text length share a chunk, so sequence models (which trim padding to the chunk's longest
     # row) score held-out data about 1.5x faster; the comparison is row by row, so the order changes nothing.
@@ -166,7 +172,9 @@ def _text_lengths(inputs: pd.DataFrame) -> np.ndarray:
     lengths = np.zeros(len(inputs), dtype=np.int64)
     for column in inputs.columns:
         if inputs[column].dtype == object or pd.api.types.is_string_dtype(inputs[column]):
-            lengths += inputs[column].map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy(dtype=np.int64)
+            lengths += (
+                inputs[column].map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy(dtype=np.int64)
+            )
     return lengths
 
 
@@ -188,7 +196,9 @@ def _tensor_specs(values: Iterable[onnx.ValueInfoProto]) -> list[TensorSpec]:
 def stage_spec(path: Path) -> StageSpec:
     """The manifest's description of a stage, read from the written graph itself so it cannot drift."""
     model = onnx.load(str(path), load_external_data=False)
-    return StageSpec(file=path.name, inputs=_tensor_specs(model.graph.input), outputs=_tensor_specs(model.graph.output))
+    return StageSpec(
+        file=path.name, inputs=_tensor_specs(model.graph.input), outputs=_tensor_specs(model.graph.output)
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -196,8 +206,19 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version(), "onnx_opset": str(OPSET), "onnx_ml_opset": str(ML_OPSET)}
-    for name in ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "torch", "transformers",
-                 "lightgbm", "onnxmltools", "optuna"):
+    for name in (
+        "scikit-learn",
+        "skl2onnx",
+        "onnx",
+        "onnxruntime",
+        "numpy",
+        "pandas",
+        "torch",
+        "transformers",
+        "lightgbm",
+        "onnxmltools",
+        "optuna",
+    ):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -213,7 +234,9 @@ def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
             value = list(value)
         if isinstance(value, np.generic):
             value = value.item()
-        clean[key] = value if isinstance(value, (str, int, float, bool, list)) or value is None else str(value)
+        clean[key] = (
+            value if isinstance(value, (str, int, float, bool, list)) or value is None else str(value)
+        )
     return clean
 
 
@@ -259,8 +282,12 @@ def export_candidate(
     try:
         paths = stages.save(staging)
         parity = check_parity(candidate, paths, parity_frame, options)
-        logger.info("parity on %d rows: agreement %.4f, max |Δ| %.2g", parity.rows, parity.label_agreement,
-                    parity.max_abs_probability_diff)
+        logger.info(
+            "parity on %d rows: agreement %.4f, max |Δ| %.2g",
+            parity.rows,
+            parity.label_agreement,
+            parity.max_abs_probability_diff,
+        )
         specs = {stage: stage_spec(path) for stage, path in paths.items()}
         dump_json(staging / METRICS_FILE, dict(metrics_report))
         if reports is not None:

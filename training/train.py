@@ -33,7 +33,9 @@ def text_problem(frame: pd.DataFrame, target: str, text_columns: Sequence[str]) 
     if len(labels) < 2:
         raise DataError(f"need at least two classes to train, found {list(labels)}")
     problem_type = "binary" if len(labels) == 2 else "multiclass"
-    return Problem(target=target, problem_type=problem_type, labels=labels, roles=ColumnRoles(text=tuple(text_columns)))
+    return Problem(
+        target=target, problem_type=problem_type, labels=labels, roles=ColumnRoles(text=tuple(text_columns))
+    )
 
 
 def evaluation_report(candidate: CandidateModel, split: Split) -> tuple[dict[str, float], dict[str, Any]]:
@@ -52,9 +54,11 @@ def evaluation_report(candidate: CandidateModel, split: Split) -> tuple[dict[str
     metrics = flat_metrics(reports["test"])
     if "validation" in reports:
         metrics |= flat_metrics(reports["validation"], prefix="validation_")
-    report = {"labels": list(problem.labels),
-              "rows": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
-              **reports}
+    report = {
+        "labels": list(problem.labels),
+        "rows": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
+        **reports,
+    }
     return metrics, report
 
 

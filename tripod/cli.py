@@ -56,7 +56,12 @@ def prepare(
     from training.data import run_prepare
 
     rows = run_prepare(
-        data, out, rating_column=rating_column, text_column=text_column, label_column=label_column, text_out=text_out
+        data,
+        out,
+        rating_column=rating_column,
+        text_column=text_column,
+        label_column=label_column,
+        text_out=text_out,
     )
     typer.echo(f"wrote {rows} rows to {out}")
 
@@ -65,12 +70,18 @@ def prepare(
 def train(
     target: Annotated[str, typer.Option(help="label column")],
     text_columns: Annotated[str, typer.Option(help="comma-separated free-text input columns")],
-    out: Annotated[Path, typer.Option(help="model root; versions go to OUT/v<N>, OUT/latest points at the newest")],
+    out: Annotated[
+        Path, typer.Option(help="model root; versions go to OUT/v<N>, OUT/latest points at the newest")
+    ],
     data: Annotated[Path | None, typer.Option(help="training table (CSV, CSV.gz or Parquet)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the split and the model")] = 42,
     sample: Annotated[int | None, typer.Option(help="train on a stratified sample of this many rows")] = None,
-    lake: Annotated[str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")] = None,
-    dataset: Annotated[str | None, typer.Option(help="train on this dataset of the lake instead of --data")] = None,
+    lake: Annotated[
+        str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="train on this dataset of the lake instead of --data")
+    ] = None,
     sql: Annotated[str | None, typer.Option(help="train on the result of this DuckDB query")] = None,
 ) -> None:
     """Train the TF-IDF + logistic regression baseline and export it as three ONNX stages."""
@@ -102,24 +113,42 @@ def automl(
     target: Annotated[str, typer.Option(help="column to predict")],
     out: Annotated[Path, typer.Option(help="model root; the best model goes to OUT/v<N>, runs to OUT/runs/")],
     data: Annotated[Path | None, typer.Option(help="training table (CSV, CSV.gz or Parquet)")] = None,
-    lake: Annotated[str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")] = None,
-    dataset: Annotated[str | None, typer.Option(help="search on this dataset of the lake instead of --data")] = None,
+    lake: Annotated[
+        str | None, typer.Option(envvar="TRIPOD_LAKE", help="lake root for --dataset / --sql")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="search on this dataset of the lake instead of --data")
+    ] = None,
     sql: Annotated[str | None, typer.Option(help="search on the result of this DuckDB query")] = None,
     problem_type: Annotated[str, typer.Option(help="auto|binary|multiclass|regression")] = "auto",
-    objective: Annotated[str | None, typer.Option(
-        help="accuracy|macro_f1|f1|auc|log_loss|mse|rmse|mae|r2 (default: macro_f1, f1 or rmse)")] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            help="accuracy|macro_f1|f1|auc|log_loss|mse|rmse|mae|r2 (default: macro_f1, f1 or rmse)"
+        ),
+    ] = None,
     time_budget: Annotated[str, typer.Option(help="search budget, e.g. 90s, 20m, 1h")] = "10m",
     max_candidates: Annotated[int | None, typer.Option(min=1, help="stop after this many candidates")] = None,
     preset: Annotated[str, typer.Option(help="fast|balanced|best")] = "balanced",
     seed: Annotated[int, typer.Option(help="seed of the split, the sampler and every candidate")] = 42,
-    text: Annotated[str | None, typer.Option(help="comma-separated free-text columns (overrides inference)")] = None,
+    text: Annotated[
+        str | None, typer.Option(help="comma-separated free-text columns (overrides inference)")
+    ] = None,
     categorical: Annotated[str | None, typer.Option(help="comma-separated categorical columns")] = None,
     numeric: Annotated[str | None, typer.Option(help="comma-separated numeric columns")] = None,
     ignore: Annotated[str | None, typer.Option(help="comma-separated columns to leave out")] = None,
-    families: Annotated[str | None, typer.Option(help="comma-separated families instead of the preset's")] = None,
-    sample: Annotated[int | None, typer.Option(min=10, help="use a stratified sample of this many rows")] = None,
-    study_name: Annotated[str | None, typer.Option(help="name of the study; an existing one is resumed")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir)")] = None,
+    families: Annotated[
+        str | None, typer.Option(help="comma-separated families instead of the preset's")
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=10, help="use a stratified sample of this many rows")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="name of the study; an existing one is resumed")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir)")
+    ] = None,
 ) -> None:
     """Infer the problem, search candidates within the budget, export the best as ONNX stages."""
     _require_training()
@@ -133,10 +162,24 @@ def automl(
         fail(f"--preset must be fast, balanced or best, not {preset!r}")
     with materialized_input(input_spec(str(data) if data else None, lake, dataset, sql)) as path:
         result = run_automl(
-            path, target, out, problem_type=problem_type, objective=objective, time_budget=time_budget,  # type: ignore[arg-type]
-            max_candidates=max_candidates, preset=preset, seed=seed, text=_columns(text),  # type: ignore[arg-type]
-            categorical=_columns(categorical), numeric=_columns(numeric), ignore=_columns(ignore),
-            families=_columns(families), sample=sample, study_name=study_name, storage=storage, echo=typer.echo,
+            path,
+            target,
+            out,
+            problem_type=problem_type,
+            objective=objective,
+            time_budget=time_budget,  # type: ignore[arg-type]
+            max_candidates=max_candidates,
+            preset=preset,
+            seed=seed,
+            text=_columns(text),  # type: ignore[arg-type]
+            categorical=_columns(categorical),
+            numeric=_columns(numeric),
+            ignore=_columns(ignore),
+            families=_columns(families),
+            sample=sample,
+            study_name=study_name,
+            storage=storage,
+            echo=typer.echo,
         )
     typer.echo(f"model written to {result.version_dir}")
 
@@ -167,11 +210,14 @@ def serve(
     ] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="entry processes ($TRIPOD_WORKERS)")] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="threads per stage service, with --stages services ($TRIPOD_THREADS)")
+        int | None,
+        typer.Option(min=1, help="threads per stage service, with --stages services ($TRIPOD_THREADS)"),
     ] = None,
     stages: Annotated[
         str | None,
-        typer.Option(help="where the three stages run: local (in each entry worker) or services ($TRIPOD_STAGES)"),
+        typer.Option(
+            help="where the three stages run: local (in each entry worker) or services ($TRIPOD_STAGES)"
+        ),
     ] = None,
 ) -> None:
     """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
@@ -183,9 +229,16 @@ def serve(
     settings = ServingSettings.from_env()
     model_dir = model.expanduser().absolute() if model else None
     overrides = {"model_dir": model_dir, "workers": workers, "threads": threads, "stages": stages}
-    settings = ServingSettings.from_env({**settings.environ(), **{
-        ENV_PREFIX + name.upper(): str(value) for name, value in overrides.items() if value is not None
-    }})
+    settings = ServingSettings.from_env(
+        {
+            **settings.environ(),
+            **{
+                ENV_PREFIX + name.upper(): str(value)
+                for name, value in overrides.items()
+                if value is not None
+            },
+        }
+    )
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
     manifest = load_manifest(settings.model_dir)  # refuse a broken model before starting any process

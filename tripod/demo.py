@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for (kind, text), answer in zip(REVIEWS.items(), answers, strict=True):
             print(f"\n[{kind}] {text}")
-            print(f"  -> {answer['predicted_label']} (p={answer['probability']:.2f})  "
-                  f"{json.dumps({k: round(v, 3) for k, v in answer['probabilities'].items()})}")
+            print(
+                f"  -> {answer['predicted_label']} (p={answer['probability']:.2f})  "
+                f"{json.dumps({k: round(v, 3) for k, v in answer['probabilities'].items()})}"
+            )
     print("\nserver stopped")
     return 0
 

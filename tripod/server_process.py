@@ -94,7 +94,9 @@ def running_server(
     """Run ``tripod serve`` for ``model_dir`` on a loopback port for the duration of the ``with`` block."""
     port = port or free_port()
     command = [sys.executable, "-m", "tripod.cli", "serve", "--model", str(model_dir), "--port", str(port)]
-    with running_command(command, port, env=env, ready_timeout_s=ready_timeout_s, log_path=log_path) as server:
+    with running_command(
+        command, port, env=env, ready_timeout_s=ready_timeout_s, log_path=log_path
+    ) as server:
         yield server
 
 
@@ -124,7 +126,9 @@ def running_command(
         while not _ready(url):
             if process.poll() is not None or time.perf_counter() > deadline:
                 tail = log_path.read_text(errors="replace")[-3000:] if log_path else "(no log kept)"
-                raise RuntimeError(f"server on {url} did not become ready (exit code {process.poll()}):\n{tail}")
+                raise RuntimeError(
+                    f"server on {url} did not become ready (exit code {process.poll()}):\n{tail}"
+                )
             time.sleep(0.1)
         yield RunningServer(url=url, pid=process.pid, cold_start_s=time.perf_counter() - started)
     finally:

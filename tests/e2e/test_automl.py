@@ -39,15 +39,36 @@ def reviews(prepared_reviews_path: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def classification_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("models") / "sentiment"
-    return run_automl(reviews, "sentiment", out, preset="fast", time_budget="60s", max_candidates=4,
-                      text=["review_body"], categorical=["class_name"], numeric=["age"], progress=False, echo=_quiet)
+    return run_automl(
+        reviews,
+        "sentiment",
+        out,
+        preset="fast",
+        time_budget="60s",
+        max_candidates=4,
+        text=["review_body"],
+        categorical=["class_name"],
+        numeric=["age"],
+        progress=False,
+        echo=_quiet,
+    )
 
 
 @pytest.fixture(scope="module")
 def regression_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("models") / "rating"
-    return run_automl(reviews, "rating", out, problem_type="regression", preset="fast", time_budget="60s",
-                      max_candidates=3, text=["review_body", "title"], progress=False, echo=_quiet)
+    return run_automl(
+        reviews,
+        "rating",
+        out,
+        problem_type="regression",
+        preset="fast",
+        time_budget="60s",
+        max_candidates=3,
+        text=["review_body", "title"],
+        progress=False,
+        echo=_quiet,
+    )
 
 
 def _http_equals_runtime(version_dir: Path, records: list[dict]) -> None:
@@ -65,10 +86,15 @@ def _http_equals_runtime(version_dir: Path, records: list[dict]) -> None:
 def test_a_fast_classification_run_ends_in_a_servable_model(classification_run) -> None:
     manifest = load_manifest(classification_run.version_dir)
     assert manifest.problem_type == "multiclass" and manifest.parity.passed
-    assert [(c.name, c.dtype) for c in manifest.inputs] == [("review_body", "string"), ("class_name", "string"),
-                                                            ("age", "float")]
-    records = [{"review_body": "Love it, fits great", "class_name": "Dresses", "age": 34},
-               {"review_body": "Returned it. Cheap fabric.", "class_name": "Unknown class", "age": None}]
+    assert [(c.name, c.dtype) for c in manifest.inputs] == [
+        ("review_body", "string"),
+        ("class_name", "string"),
+        ("age", "float"),
+    ]
+    records = [
+        {"review_body": "Love it, fits great", "class_name": "Dresses", "age": 34},
+        {"review_body": "Returned it. Cheap fabric.", "class_name": "Unknown class", "age": None},
+    ]
     _http_equals_runtime(classification_run.version_dir, records)
 
 
@@ -76,8 +102,10 @@ def test_a_fast_regression_run_ends_in_a_two_stage_servable_model(regression_run
     manifest = load_manifest(regression_run.version_dir)
     assert manifest.problem_type == "regression" and set(manifest.stages) == {"transformer", "regressor"}
     assert not (regression_run.version_dir / "inverse_label.onnx").exists()
-    _http_equals_runtime(regression_run.version_dir, [{"review_body": "Perfect dress", "title": "Love"},
-                                                      {"review_body": "Awful", "title": ""}])
+    _http_equals_runtime(
+        regression_run.version_dir,
+        [{"review_body": "Perfect dress", "title": "Love"}, {"review_body": "Awful", "title": ""}],
+    )
 
 
 def test_the_leaderboard_ranks_every_candidate_and_is_published_with_the_model(classification_run) -> None:
@@ -106,18 +134,37 @@ def test_the_definition_notebook_reproduces_the_best_validation_score(classifica
 
 
 def test_a_resumed_study_keeps_its_finished_candidates(reviews: Path, tmp_path: Path) -> None:
-    kwargs = dict(preset="fast", time_budget="60s", text=["review_body"], study_name="resume-me",
-                  progress=False, echo=_quiet)
+    kwargs = dict(
+        preset="fast",
+        time_budget="60s",
+        text=["review_body"],
+        study_name="resume-me",
+        progress=False,
+        echo=_quiet,
+    )
     first = run_automl(reviews, "sentiment", tmp_path, max_candidates=2, **kwargs)
     second = run_automl(reviews, "sentiment", tmp_path, max_candidates=3, **kwargs)
     trials = sorted(p.name for p in (first.run_dir / "trials").iterdir())
     assert first.run_dir == second.run_dir and trials == ["0000.json", "0001.json", "0002.json"]
 
 
-def test_a_budget_too_small_for_any_candidate_keeps_a_partial_leaderboard(reviews: Path, tmp_path: Path) -> None:
-    with pytest.raises(SearchFailed, match=r"no candidate finished within the budget of 0s .*partial leaderboard"):
-        run_automl(reviews, "sentiment", tmp_path, preset="fast", time_budget="0.01s", max_candidates=1,
-                   text=["review_body"], progress=False, echo=_quiet)
+def test_a_budget_too_small_for_any_candidate_keeps_a_partial_leaderboard(
+    reviews: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        SearchFailed, match=r"no candidate finished within the budget of 0s .*partial leaderboard"
+    ):
+        run_automl(
+            reviews,
+            "sentiment",
+            tmp_path,
+            preset="fast",
+            time_budget="0.01s",
+            max_candidates=1,
+            text=["review_body"],
+            progress=False,
+            echo=_quiet,
+        )
     assert list(tmp_path.glob("runs/*/reports/leaderboard.csv"))
 
 
@@ -125,15 +172,38 @@ def test_a_budget_too_small_for_any_candidate_keeps_a_partial_leaderboard(review
     ("args", "message"),
     [
         (["--target", "stars"], "target column 'stars' not found; available columns:"),
-        (["--target", "sentiment", "--objective", "rmse"], "objective 'rmse' does not fit a multiclass problem"),
+        (
+            ["--target", "sentiment", "--objective", "rmse"],
+            "objective 'rmse' does not fit a multiclass problem",
+        ),
         (["--target", "division_name", "--text", "review_body", "--sample", "50"], None),
     ],
     ids=["missing-target", "unknown-objective", "tiny-sample-still-runs-or-explains"],
 )
-def test_cli_mistakes_get_one_line(reviews: Path, tmp_path: Path, args: list[str], message: str | None) -> None:
-    result = subprocess.run([sys.executable, "-m", "tripod.cli", "automl", "--data", str(reviews), "--out",
-                             str(tmp_path / "m"), "--preset", "fast", "--time-budget", "20s", "--max-candidates", "1",
-                             *args], capture_output=True, text=True)
+def test_cli_mistakes_get_one_line(
+    reviews: Path, tmp_path: Path, args: list[str], message: str | None
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tripod.cli",
+            "automl",
+            "--data",
+            str(reviews),
+            "--out",
+            str(tmp_path / "m"),
+            "--preset",
+            "fast",
+            "--time-budget",
+            "20s",
+            "--max-candidates",
+            "1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if message is None:
         assert result.returncode in (0, 2)
         if result.returncode == 2:
@@ -149,9 +219,25 @@ def test_quality_benchmark_runs_in_short_form(prepared_reviews_path: Path, scena
     """benchmarks/automl_quality.py is a side script; a small run here keeps it from rotting."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "automl_quality.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--data", str(prepared_reviews_path), "--scenario", scenario, "--preset", "fast",
-         "--budget", "15s", "--max-candidates", "2", "--sample", "800"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(script),
+            "--data",
+            str(prepared_reviews_path),
+            "--scenario",
+            scenario,
+            "--preset",
+            "fast",
+            "--budget",
+            "15s",
+            "--max-candidates",
+            "2",
+            "--sample",
+            "800",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test macro-F1" in result.stdout
@@ -163,9 +249,29 @@ def test_ctrl_c_stops_the_search_cleanly_and_keeps_finished_candidates(reviews: 
 
     out = tmp_path / "m"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tripod.cli", "automl", "--data", str(reviews), "--target", "sentiment", "--out",
-         str(out), "--preset", "fast", "--time-budget", "120s", "--text", "review_body", "--study-name", "ctrl-c"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tripod.cli",
+            "automl",
+            "--data",
+            str(reviews),
+            "--target",
+            "sentiment",
+            "--out",
+            str(out),
+            "--preset",
+            "fast",
+            "--time-budget",
+            "120s",
+            "--text",
+            "review_body",
+            "--study-name",
+            "ctrl-c",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     trials = out / "runs" / "ctrl-c" / "trials"
     deadline = time.monotonic() + 120

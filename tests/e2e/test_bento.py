@@ -20,12 +20,16 @@ TRAINING_ONLY = {"torch", "scikit-learn", "transformers", "skl2onnx", "pandas", 
 def built_bento(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     home = tmp_path_factory.mktemp("bentoml_home")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    subprocess.run([sys.executable, "-m", "bentoml", "build", str(ROOT)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", str(ROOT)], env=env, check=True, capture_output=True
+    )
     (bento,) = [path for path in (home / "bentos" / "tripod").iterdir() if path.is_dir()]
     return bento, env
 
 
-def test_bentoml_build_packs_serving_code_and_dependencies_only(built_bento: tuple[Path, dict[str, str]]) -> None:
+def test_bentoml_build_packs_serving_code_and_dependencies_only(
+    built_bento: tuple[Path, dict[str, str]],
+) -> None:
     bento, _ = built_bento
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
     names = {line.split("==")[0].lower() for line in requirements}
@@ -36,16 +40,29 @@ def test_bentoml_build_packs_serving_code_and_dependencies_only(built_bento: tup
     assert not any(path.startswith(("training/", "tests/")) for path in sources)
 
 
-def test_the_built_bento_serves_predictions(built_bento: tuple[Path, dict[str, str]], trained_model_dir: Path,
-                                            tmp_path: Path) -> None:
+def test_the_built_bento_serves_predictions(
+    built_bento: tuple[Path, dict[str, str]], trained_model_dir: Path, tmp_path: Path
+) -> None:
     bento, env = built_bento
     port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", str(bento), "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        str(bento),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     env = {**env, "TRIPOD_MODEL_DIR": str(trained_model_dir)}
     with running_command(command, port, env=env, log_path=tmp_path / "bento.log") as server:
         from services.artifacts import load_manifest
 
         column = load_manifest(trained_model_dir).input_names[0]
-        response = httpx.post(f"{server.url}/predict", json={"records": [{column: "Lovely, fits great"}]}, timeout=30)
+        response = httpx.post(
+            f"{server.url}/predict", json={"records": [{column: "Lovely, fits great"}]}, timeout=30
+        )
     assert response.status_code == 200
     assert response.json()[0]["predicted_label"] in load_manifest(trained_model_dir).labels

@@ -50,7 +50,10 @@ def test_short_benchmark_run(prepared_reviews_path: Path, tmp_path: Path) -> Non
     assert agreement["sklearn"] >= 0.99
     assert "floor" not in agreement
     assert results["variants"]["tripod"]["half_max_single"]["errors"] == 0
-    roles = {name: {row["role"] for row in results["variants"][name]["memory"]} for name in ("tripod", "tripod_services")}
+    roles = {
+        name: {row["role"] for row in results["variants"][name]["memory"]}
+        for name in ("tripod", "tripod_services")
+    }
     stage_workers = {"worker tripod_transformer", "worker tripod_classifier", "worker tripod_inverse_label"}
     assert "worker tripod" in roles["tripod"] and not roles["tripod"] & stage_workers
     assert roles["tripod_services"] >= {"worker tripod", *stage_workers}

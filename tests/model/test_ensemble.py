@@ -30,12 +30,19 @@ def _member(name: str, problem: Problem, split, **params: object):
     return cls(problem, {**cls.default_params("fast", problem), **params}).fit(split.train, split.validation)
 
 
-def _check(members: list, problem: Problem, split, tmp_path: Path, weights: list[float] | None = None) -> None:
+def _check(
+    members: list, problem: Problem, split, tmp_path: Path, weights: list[float] | None = None
+) -> None:
     params = {"members": list(range(len(members))), **({"weights": weights} if weights else {})}
     ensemble = SoftVotingEnsemble(problem, params, members=members)
     paths = ensemble.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(paths["transformer"], paths.get("classifier") or paths["regressor"],
-                                            paths.get("inverse_label"), problem.roles.inputs, problem.labels)
+    pipeline = InferencePipeline.from_files(
+        paths["transformer"],
+        paths.get("classifier") or paths["regressor"],
+        paths.get("inverse_label"),
+        problem.roles.inputs,
+        problem.labels,
+    )
     served = pipeline.predict_array(problem.input_frame(split.test).to_numpy(dtype=object))
     expected = ensemble.predict_scores(split.test)
     reference = np.average([m.predict_scores(split.test) for m in members], axis=0, weights=weights)
@@ -62,7 +69,9 @@ def test_selection_weights_never_score_below_the_best_member_and_drop_a_useless_
     truth = rng.integers(0, 3, size=600)
     one_hot = np.eye(3)[truth]
     good = 0.55 * one_hot + 0.45 * rng.dirichlet(np.ones(3), size=600)  # mostly right
-    other = 0.45 * one_hot + 0.55 * rng.dirichlet(np.ones(3), size=600)  # right less often, errors independent
+    other = 0.45 * one_hot + 0.55 * rng.dirichlet(
+        np.ones(3), size=600
+    )  # right less often, errors independent
     noise = rng.dirichlet(np.ones(3), size=600)  # no information at all
     objective = OBJECTIVES["macro_f1"]
     weights = select_weights(objective, problem, truth, [good, other, noise])
@@ -75,16 +84,20 @@ def test_selection_weights_never_score_below_the_best_member_and_drop_a_useless_
 
 def test_a_regression_ensemble_averages_values(split, tmp_path: Path) -> None:
     problem = Problem("rating", "regression", (), ROLES)
-    members = [_member("tfidf_linear", problem, split), _member("gbdt", problem, split, max_rounds=30,
-                                                               svd_components=20)]
+    members = [
+        _member("tfidf_linear", problem, split),
+        _member("gbdt", problem, split, max_rounds=30, svd_components=20),
+    ]
     _check(members, problem, split, tmp_path)
 
 
 @pytest.mark.slow
 def test_a_minilm_member_with_a_loop_tokenizer_is_inlined(split, tmp_path: Path) -> None:
     problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
-    members = [_member("tfidf_linear", problem, split),
-               _member("minilm", problem, split, epoch_rows=200, eval_rows=100, max_epochs=1)]
+    members = [
+        _member("tfidf_linear", problem, split),
+        _member("minilm", problem, split, epoch_rows=200, eval_rows=100, max_epochs=1),
+    ]
     _check(members, problem, split, tmp_path)
 
 
@@ -92,7 +105,12 @@ def test_members_are_the_best_of_each_family_first() -> None:
     def record(number: int, family: str, value: float) -> TrialRecord:
         return TrialRecord(number=number, family=family, params={}, state="complete", validation=value)
 
-    records = [record(0, "tfidf_linear", 0.60), record(1, "tfidf_linear", 0.64), record(2, "gbdt", 0.58),
-               record(3, "fasttext", 0.62), record(4, "fasttext", 0.63)]
+    records = [
+        record(0, "tfidf_linear", 0.60),
+        record(1, "tfidf_linear", 0.64),
+        record(2, "gbdt", 0.58),
+        record(3, "fasttext", 0.62),
+        record(4, "fasttext", 0.63),
+    ]
     chosen = choose_members(records, OBJECTIVES["macro_f1"])
     assert [r.number for r in chosen] == [1, 4, 2, 3]

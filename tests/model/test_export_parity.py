@@ -148,7 +148,10 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TfidfLinear,
     )
     paths = small_model.to_onnx().save(tmp_path)
     pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths["classifier"], paths["inverse_label"], text_inputs([TEXT_COLUMN]),
+        paths["transformer"],
+        paths["classifier"],
+        paths["inverse_label"],
+        text_inputs([TEXT_COLUMN]),
         small_model.problem.labels,
     )
     batch = pipeline.predict_columns({TEXT_COLUMN: texts})
@@ -245,9 +248,24 @@ def test_throughput_benchmark_script_runs_in_short_form(prepared_reviews_path: P
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_throughput.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--data", str(prepared_reviews_path), "--max-features", "2000",
-         "--batches", "1", "64", "--rows", "128", "--repeats", "1"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(script),
+            "--data",
+            str(prepared_reviews_path),
+            "--max-features",
+            "2000",
+            "--batches",
+            "1",
+            "64",
+            "--rows",
+            "128",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("max_features=2000") and "test macro-F1" in lines[0]
@@ -266,14 +284,21 @@ def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_pat
     from training.automl.sklearn_onnx import orphan_ngrams
 
     model = _fit(small_split, max_features=4000)
-    unpruned = model._column_transformer().fit(model.problem.input_frame(small_split.train)).transformers_[0][1]
+    unpruned = (
+        model._column_transformer().fit(model.problem.input_frame(small_split.train)).transformers_[0][1]
+    )
     orphans = orphan_ngrams(unpruned.get_feature_names_out().tolist())
     assert orphans  # the trap is really there
     vectorizer = model.transformer_.transformers_[0][1]
     assert orphan_ngrams(vectorizer.get_feature_names_out().tolist()) == []
     paths = model.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(paths["transformer"], paths["classifier"], paths["inverse_label"],
-                                            text_inputs([TEXT_COLUMN]), model.problem.labels)
+    pipeline = InferencePipeline.from_files(
+        paths["transformer"],
+        paths["classifier"],
+        paths["inverse_label"],
+        text_inputs([TEXT_COLUMN]),
+        model.problem.labels,
+    )
     texts = pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})])
     onnx_features = pipeline.transformer.transform(model.problem.input_frame(texts).to_numpy(dtype=object))
     np.testing.assert_allclose(onnx_features, model.transform(texts).toarray(), atol=1e-5)

@@ -21,8 +21,14 @@ from training.data import Split, fingerprint, split_frame, stratified_sample
 from training.export import export_candidate
 
 SAMPLE_ROWS = 1500
-SMALL = {"svd_components": 30, "max_features": 3000, "learning_rate": 0.2, "num_leaves": 15,
-         "min_child_samples": 10, "max_rounds": 60}
+SMALL = {
+    "svd_components": 30,
+    "max_features": 3000,
+    "learning_rate": 0.2,
+    "num_leaves": 15,
+    "min_child_samples": 10,
+    "max_rounds": 60,
+}
 """Small enough for a test: a few seconds per fit on 2 cores."""
 
 
@@ -93,8 +99,11 @@ def test_text_categorical_and_numeric_inputs_together(split: Split, tmp_path: Pa
     version = _export(model, split, tmp_path / "reviews")
     manifest = load_manifest(version)
     assert [(c.name, c.role) for c in manifest.inputs] == [
-        (TEXT_COLUMN, "text"), ("class_name", "categorical"), ("age", "numeric"),
-        ("positive_feedback_count", "numeric")]
+        (TEXT_COLUMN, "text"),
+        ("class_name", "categorical"),
+        ("age", "numeric"),
+        ("positive_feedback_count", "numeric"),
+    ]
     assert manifest.parity.passed and manifest.candidate.family == "gbdt"
 
     # Values training never saw (NaN where there was none, an unknown category) follow LightGBM's branches.
@@ -102,10 +111,16 @@ def test_text_categorical_and_numeric_inputs_together(split: Split, tmp_path: Pa
     pipeline = InferencePipeline.from_directory(version)
     served = pipeline.predict_array(problem.input_frame(unseen).to_numpy(dtype=object)).probabilities
     np.testing.assert_allclose(served, model.predict_scores(unseen), atol=1e-5)
-    answers = pipeline.predict_records([
-        {TEXT_COLUMN: "Cheap fabric, returned it", "class_name": "Dresses", "age": None,
-         "positive_feedback_count": 3},
-    ])
+    answers = pipeline.predict_records(
+        [
+            {
+                TEXT_COLUMN: "Cheap fabric, returned it",
+                "class_name": "Dresses",
+                "age": None,
+                "positive_feedback_count": 3,
+            },
+        ]
+    )
     assert answers[0]["predicted_label"] in problem.labels
 
 
@@ -114,8 +129,10 @@ def test_regressor_exports_with_parity_and_serves(split: Split, tmp_path: Path) 
     reports: list[np.ndarray] = []
     model = _fit(problem, split, on_epoch=lambda step, scores: reports.append(scores))
     assert reports and all(s.shape == (len(split.validation),) for s in reports)
-    assert all(0.0 < float(np.sqrt(np.mean((s - problem.encode_target(split.validation)) ** 2))) < 2.0
-               for s in reports)  # RMSE of ratings 1..5
+    assert all(
+        0.0 < float(np.sqrt(np.mean((s - problem.encode_target(split.validation)) ** 2))) < 2.0
+        for s in reports
+    )  # RMSE of ratings 1..5
 
     version = _export(model, split, tmp_path / "ratings")
     manifest = load_manifest(version)

@@ -113,7 +113,9 @@ def test_quantization_is_kept_only_with_label_parity(model: MiniLMModel, frames)
     kept = candidate.choose_quantization(frames[1])
     assert candidate.quantization_agreement_ is not None
     assert kept == candidate.quantized_ == (candidate.quantization_agreement_ >= 0.999)
-    assert candidate.max_probability_tolerance >= 1e-3 if kept else candidate.max_probability_tolerance == 1e-3
+    assert (
+        candidate.max_probability_tolerance >= 1e-3 if kept else candidate.max_probability_tolerance == 1e-3
+    )
     graph = candidate.to_onnx().estimator
     assert any(node.op_type == "DynamicQuantizeLinear" for node in graph.graph.node) == kept
 

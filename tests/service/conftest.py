@@ -23,7 +23,9 @@ def server(
 
 
 @pytest.fixture(scope="session")
-def default_server(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def default_server(
+    trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """``tripod serve`` with its default settings, for the long fuzzing runs (once is enough)."""
     log = tmp_path_factory.mktemp("default_server") / "server.log"
     with running_server(trained_model_dir, log_path=log) as running:

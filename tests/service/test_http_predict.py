@@ -25,7 +25,9 @@ def _records(texts: list[str], column: str) -> list[dict[str, str]]:
     return [{column: text} for text in texts]
 
 
-def test_http_predictions_equal_the_in_process_runtime(server: RunningServer, pipeline: InferencePipeline) -> None:
+def test_http_predictions_equal_the_in_process_runtime(
+    server: RunningServer, pipeline: InferencePipeline
+) -> None:
     column = pipeline.input_names[0]
     response = httpx.post(f"{server.url}/predict", json={"records": _records(REVIEWS, column)}, timeout=30)
     assert response.status_code == 200
@@ -42,7 +44,9 @@ def test_http_predictions_equal_the_in_process_runtime(server: RunningServer, pi
         assert got["probability"] == pytest.approx(max(got["probabilities"].values()), abs=1e-6)
 
 
-def test_concurrent_requests_are_batched_without_mixing_answers(server: RunningServer, pipeline: InferencePipeline) -> None:
+def test_concurrent_requests_are_batched_without_mixing_answers(
+    server: RunningServer, pipeline: InferencePipeline
+) -> None:
     import concurrent.futures
 
     column = pipeline.input_names[0]
@@ -64,11 +68,13 @@ def test_health_routes_answer_200(server: RunningServer, path: str) -> None:
 
 
 def test_metrics_are_prometheus_text(server: RunningServer, pipeline: InferencePipeline) -> None:
-    httpx.post(f"{server.url}/predict", json={"records": _records(REVIEWS[:1], pipeline.input_names[0])}, timeout=30)
+    httpx.post(
+        f"{server.url}/predict", json={"records": _records(REVIEWS[:1], pipeline.input_names[0])}, timeout=30
+    )
     response = httpx.get(f"{server.url}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert 'bentoml_service_request_total{' in response.text
+    assert "bentoml_service_request_total{" in response.text
 
 
 BAD_BODIES = [
@@ -77,9 +83,16 @@ BAD_BODIES = [
     pytest.param(b'{"rows": []}', 400, "records", id="records-missing"),
     pytest.param(b'{"records": []}', 422, "at least one record", id="empty-list"),
     pytest.param(b'{"records": [{}]}', 422, "record 0: field '{col}' is required", id="missing-field"),
-    pytest.param(b'{"records": [{"{col}": 42}]}', 422, "record 0: field '{col}' must be a string, got int", id="wrong-type"),
+    pytest.param(
+        b'{"records": [{"{col}": 42}]}',
+        422,
+        "record 0: field '{col}' must be a string, got int",
+        id="wrong-type",
+    ),
     pytest.param(b'{"records": [{"{col}": null}]}', 422, "must be a string, got NoneType", id="null-text"),
-    pytest.param(b'{"records": [{"{col}": "ok", "stars": 5}]}', 422, "unknown field(s) ['stars']", id="unknown-field"),
+    pytest.param(
+        b'{"records": [{"{col}": "ok", "stars": 5}]}', 422, "unknown field(s) ['stars']", id="unknown-field"
+    ),
     pytest.param(b'{"records": "nope"}', 400, "records", id="records-not-a-list"),
 ]
 
@@ -90,7 +103,9 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_stays_healthy(
 ) -> None:
     column = pipeline.input_names[0]
     body = body.replace(b"{col}", column.encode())
-    response = httpx.post(f"{server.url}/predict", content=body, headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/predict", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json()  # a JSON body, not an HTML page or an empty answer
@@ -99,9 +114,13 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_stays_healthy(
     assert good.status_code == 200
 
 
-def test_a_10_mb_body_is_refused_with_413_and_a_json_error(server: RunningServer, pipeline: InferencePipeline) -> None:
+def test_a_10_mb_body_is_refused_with_413_and_a_json_error(
+    server: RunningServer, pipeline: InferencePipeline
+) -> None:
     body = json.dumps({"records": [{pipeline.input_names[0]: "a" * 10_000_000}]}).encode()
-    request = urllib.request.Request(f"{server.url}/predict", data=body, headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.url}/predict", data=body, headers={"content-type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 413

@@ -12,7 +12,12 @@ import pytest
 
 from services.runtime import InferencePipeline
 
-TEXTS = ['Fits great, "true to size", love it', "Awful.\nThe seams split on day one", "It's okay, I guess", ""]
+TEXTS = [
+    'Fits great, "true to size", love it',
+    "Awful.\nThe seams split on day one",
+    "It's okay, I guess",
+    "",
+]
 
 
 def _tripod(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,15 +33,18 @@ def _write_csv(path: Path, column: str) -> None:
 
 @pytest.mark.parametrize("output_name", ["out.jsonl", "out.csv"])
 @pytest.mark.parametrize("input_name", ["in.csv", "in.jsonl"])
-def test_file_predictions_equal_the_runtime(trained_model_dir: Path, pipeline: InferencePipeline, tmp_path: Path,
-                                            input_name: str, output_name: str) -> None:
+def test_file_predictions_equal_the_runtime(
+    trained_model_dir: Path, pipeline: InferencePipeline, tmp_path: Path, input_name: str, output_name: str
+) -> None:
     column = pipeline.input_names[0]
     source, destination = tmp_path / input_name, tmp_path / output_name
     if input_name.endswith(".csv"):
         _write_csv(source, column)
     else:
         source.write_text("".join(json.dumps({column: text, "id": i}) + "\n" for i, text in enumerate(TEXTS)))
-    result = _tripod("predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination))
+    result = _tripod(
+        "predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination)
+    )
     assert result.returncode == 0, result.stderr
     expected = [row["predicted_label"] for row in pipeline.predict_records([{column: t} for t in TEXTS])]
     if output_name.endswith(".jsonl"):
@@ -56,11 +64,14 @@ def test_file_predictions_equal_the_runtime(trained_model_dir: Path, pipeline: I
         pytest.param(b"id,{col}\n1,ok\n2,too,many\n", "row 3: 3 fields", id="ragged-row"),
     ],
 )
-def test_bad_files_get_a_one_line_error_and_no_output(trained_model_dir: Path, pipeline: InferencePipeline,
-                                                     tmp_path: Path, content: bytes, message: str) -> None:
+def test_bad_files_get_a_one_line_error_and_no_output(
+    trained_model_dir: Path, pipeline: InferencePipeline, tmp_path: Path, content: bytes, message: str
+) -> None:
     source, destination = tmp_path / "in.csv", tmp_path / "out.jsonl"
     source.write_bytes(content.replace(b"{col}", pipeline.input_names[0].encode()))
-    result = _tripod("predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination))
+    result = _tripod(
+        "predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination)
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("tripod: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -75,7 +86,14 @@ def test_a_tampered_model_is_refused_by_the_cli(trained_model_dir: Path, tmp_pat
     with (copy / "transformer.onnx").open("ab") as handle:
         handle.write(b"\0")
     (tmp_path / "in.jsonl").write_text("{}\n")
-    result = _tripod("predict", "--model", str(copy), "--input", str(tmp_path / "in.jsonl"), "--output",
-                     str(tmp_path / "out.jsonl"))
+    result = _tripod(
+        "predict",
+        "--model",
+        str(copy),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        str(tmp_path / "out.jsonl"),
+    )
     assert result.returncode == 2
     assert "transformer.onnx does not match its sha256" in result.stderr

@@ -118,8 +118,7 @@ def test_the_dockerfile_template_puts_the_entrypoint_in_front_of_bentomls() -> N
     assert "EXPOSE 8080" in template
     assert (
         '"{{ bento__path }}/env/docker/entrypoint.sh", "python", '
-        '"{{ bento__path }}/src/services/sagemaker_entrypoint.py"'
-        in template
+        '"{{ bento__path }}/src/services/sagemaker_entrypoint.py"' in template
     )
 
 

@@ -21,7 +21,11 @@ from services.artifacts import (
 )
 from services.errors import ModelIntegrityError
 
-STAGE_FILES = {"transformer": "transformer.onnx", "classifier": "classifier.onnx", "inverse_label": "inverse_label.onnx"}
+STAGE_FILES = {
+    "transformer": "transformer.onnx",
+    "classifier": "classifier.onnx",
+    "inverse_label": "inverse_label.onnx",
+}
 
 
 def _manifest() -> Manifest:
@@ -34,10 +38,19 @@ def _manifest() -> Manifest:
         target="sentiment",
         inputs=[InputColumn(name="review_body", dtype="string", role="text")],
         labels=["negative", "neutral", "positive"],
-        stages={stage: StageSpec(file=file, inputs=[tensor], outputs=[tensor]) for stage, file in STAGE_FILES.items()},
+        stages={
+            stage: StageSpec(file=file, inputs=[tensor], outputs=[tensor])
+            for stage, file in STAGE_FILES.items()
+        },
         metrics={"accuracy": 0.5},
-        parity=Parity(rows=10, label_agreement=1.0, max_abs_probability_diff=0.0, min_label_agreement=0.999,
-                      max_probability_tolerance=1e-3, passed=True),
+        parity=Parity(
+            rows=10,
+            label_agreement=1.0,
+            max_abs_probability_diff=0.0,
+            min_label_agreement=0.999,
+            max_probability_tolerance=1e-3,
+            passed=True,
+        ),
         data_fingerprint="0" * 64,
         candidate=Candidate(family="tfidf_logreg", params={"C": 1.0}),
         libraries={"onnxruntime": "1"},
@@ -77,7 +90,9 @@ def test_a_tampered_byte_is_refused_naming_the_file(model_dir: Path) -> None:
 
 def test_a_missing_file_is_refused_naming_the_file(model_dir: Path) -> None:
     (model_dir / "inverse_label.onnx").unlink()
-    with pytest.raises(ModelIntegrityError, match=r"inverse_label\.onnx is listed in the manifest but missing"):
+    with pytest.raises(
+        ModelIntegrityError, match=r"inverse_label\.onnx is listed in the manifest but missing"
+    ):
         load_manifest(model_dir)
 
 

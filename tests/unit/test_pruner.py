@@ -10,8 +10,12 @@ FAMILY = optuna.distributions.CategoricalDistribution(["fasttext", "minilm"])
 
 
 def _finished(family: str, value_at_1: float) -> optuna.trial.FrozenTrial:
-    return optuna.trial.create_trial(params={"family": family}, distributions={"family": FAMILY}, value=value_at_1,
-                                     intermediate_values={1: value_at_1})
+    return optuna.trial.create_trial(
+        params={"family": family},
+        distributions={"family": FAMILY},
+        value=value_at_1,
+        intermediate_values={1: value_at_1},
+    )
 
 
 def _decide(family: str, value: float) -> bool:

@@ -11,11 +11,16 @@ from services.artifacts import InputColumn
 from services.runtime import records_to_columns, text_inputs
 
 INPUTS = text_inputs(["title", "review_body"])
-MIXED = [InputColumn(name="review_body", dtype="string", role="text"), InputColumn(name="age", dtype="float", role="numeric")]
+MIXED = [
+    InputColumn(name="review_body", dtype="string", role="text"),
+    InputColumn(name="age", dtype="float", role="numeric"),
+]
 
 
 def test_records_become_an_object_matrix_in_manifest_order() -> None:
-    columns = records_to_columns([{"review_body": "b", "title": "t"}, {"title": "", "review_body": "x"}], INPUTS)
+    columns = records_to_columns(
+        [{"review_body": "b", "title": "t"}, {"title": "", "review_body": "x"}], INPUTS
+    )
     assert columns.shape == (2, 2)
     assert columns.tolist() == [["t", "b"], ["", "x"]]
 
@@ -25,9 +30,21 @@ def test_records_become_an_object_matrix_in_manifest_order() -> None:
     [
         pytest.param([], "at least one record", id="empty-list"),
         pytest.param([{"title": "t"}], r"record 0: field 'review_body' is required", id="missing-field"),
-        pytest.param([{"title": "t", "review_body": None}], r"record 0: field 'review_body' must be a string, got NoneType", id="null"),
-        pytest.param([{"title": "t", "review_body": "ok"}, {"title": 1, "review_body": "x"}], r"record 1: field 'title' must be a string, got int", id="wrong-type"),
-        pytest.param([{"title": "t", "review_body": "x", "stars": "5"}], r"record 0: unknown field\(s\) \['stars'\]", id="unknown-field"),
+        pytest.param(
+            [{"title": "t", "review_body": None}],
+            r"record 0: field 'review_body' must be a string, got NoneType",
+            id="null",
+        ),
+        pytest.param(
+            [{"title": "t", "review_body": "ok"}, {"title": 1, "review_body": "x"}],
+            r"record 1: field 'title' must be a string, got int",
+            id="wrong-type",
+        ),
+        pytest.param(
+            [{"title": "t", "review_body": "x", "stars": "5"}],
+            r"record 0: unknown field\(s\) \['stars'\]",
+            id="unknown-field",
+        ),
         pytest.param(["just text"], "record 0: expected an object", id="not-an-object"),
     ],
 )

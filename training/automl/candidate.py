@@ -61,8 +61,12 @@ class OnnxStages:
         else:
             paths["classifier"] = directory / CLASSIFIER_FILE
             paths["inverse_label"] = directory / INVERSE_LABEL_FILE
-        graphs = {"transformer": self.transformer, "classifier": self.estimator, "regressor": self.estimator,
-                  "inverse_label": self.inverse_label}
+        graphs = {
+            "transformer": self.transformer,
+            "classifier": self.estimator,
+            "regressor": self.estimator,
+            "inverse_label": self.inverse_label,
+        }
         for stage, path in paths.items():
             onnx.save_model(graphs[stage], path)
         return paths

@@ -45,11 +45,14 @@ class SoftVotingEnsemble(CandidateModel):
 
     family = "ensemble"
 
-    def __init__(self, problem: Problem, params: Params, seed: int = 42,
-                 members: Sequence[CandidateModel] = ()) -> None:
+    def __init__(
+        self, problem: Problem, params: Params, seed: int = 42, members: Sequence[CandidateModel] = ()
+    ) -> None:
         super().__init__(problem, params, seed)
         self.members = list(members)
-        self.max_probability_tolerance = max((m.max_probability_tolerance for m in self.members), default=1e-3)
+        self.max_probability_tolerance = max(
+            (m.max_probability_tolerance for m in self.members), default=1e-3
+        )
 
     @classmethod
     def default_params(cls, preset: Preset, problem: Problem) -> Params:
@@ -59,8 +62,14 @@ class SoftVotingEnsemble(CandidateModel):
     def suggest(cls, trial: Any, preset: Preset, problem: Problem) -> Params:
         return {}  # an ensemble is assembled from finished trials, never sampled
 
-    def fit(self, train: pd.DataFrame, validation: pd.DataFrame, *, deadline: float | None = None,
-            on_epoch: Any = None) -> SoftVotingEnsemble:
+    def fit(
+        self,
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        *,
+        deadline: float | None = None,
+        on_epoch: Any = None,
+    ) -> SoftVotingEnsemble:
         """Refit every member (members arrive fitted from the search; the notebook uses this to reproduce)."""
         for member in self.members:
             member.fit(train, validation, deadline=deadline)
@@ -106,8 +115,9 @@ class SoftVotingEnsemble(CandidateModel):
         output = helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, [None, width])
         return _model(nodes, initializers, inputs, [output], members, "ensemble_transformer")
 
-    def _compose_estimator(self, estimators: Sequence[onnx.ModelProto],
-                           transformers: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
+    def _compose_estimator(
+        self, estimators: Sequence[onnx.ModelProto], transformers: Sequence[onnx.ModelProto]
+    ) -> onnx.ModelProto:
         widths = [_feature_width(t) for t in transformers]
         dtypes = [t.graph.output[0].type.tensor_type.elem_type for t in transformers]
         classification = self.problem.is_classification
@@ -116,11 +126,16 @@ class SoftVotingEnsemble(CandidateModel):
         offset = 0
         for index, (member, width, dtype) in enumerate(zip(estimators, widths, dtypes, strict=True)):
             prefix = f"m{index}_"
-            bounds = [numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}{n}")
-                      for n, v in (("start", offset), ("end", offset + width), ("axis", 1))]
+            bounds = [
+                numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}{n}")
+                for n, v in (("start", offset), ("end", offset + width), ("axis", 1))
+            ]
             initializers += bounds
-            nodes.append(helper.make_node("Slice", [FEATURES, f"{prefix}start", f"{prefix}end", f"{prefix}axis"],
-                                          [f"{prefix}slice"]))
+            nodes.append(
+                helper.make_node(
+                    "Slice", [FEATURES, f"{prefix}start", f"{prefix}end", f"{prefix}axis"], [f"{prefix}slice"]
+                )
+            )
             nodes.append(helper.make_node("Cast", [f"{prefix}slice"], [prefix + FEATURES], to=dtype))
             member_nodes, member_inits = _prefixed(member.graph, prefix, keep=set())
             nodes += member_nodes
@@ -132,9 +147,14 @@ class SoftVotingEnsemble(CandidateModel):
                 nodes.append(helper.make_node("Reshape", [output, f"{prefix}shape"], [flat]))
                 output = flat
             nodes.append(helper.make_node("Cast", [output], [f"{prefix}scores"], to=TensorProto.FLOAT))
-            initializers.append(numpy_helper.from_array(np.array(weights[index], dtype=np.float32),
-                                                        f"vote_weight_{index}"))
-            nodes.append(helper.make_node("Mul", [f"{prefix}scores", f"vote_weight_{index}"], [f"vote_weighted_{index}"]))
+            initializers.append(
+                numpy_helper.from_array(np.array(weights[index], dtype=np.float32), f"vote_weight_{index}")
+            )
+            nodes.append(
+                helper.make_node(
+                    "Mul", [f"{prefix}scores", f"vote_weight_{index}"], [f"vote_weighted_{index}"]
+                )
+            )
             scored.append(f"vote_weighted_{index}")
             offset += width
         nodes.append(helper.make_node("Sum", scored, ["score_sum"]))
@@ -143,8 +163,10 @@ class SoftVotingEnsemble(CandidateModel):
             classes = len(self.problem.labels)
             nodes.append(helper.make_node("Identity", ["score_sum"], [PROBABILITIES]))
             nodes.append(helper.make_node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0))
-            outputs = [helper.make_tensor_value_info(LABEL, TensorProto.INT64, [None]),
-                       helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, classes])]
+            outputs = [
+                helper.make_tensor_value_info(LABEL, TensorProto.INT64, [None]),
+                helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, classes]),
+            ]
         else:
             nodes.append(helper.make_node("Identity", ["score_sum"], [PREDICTIONS]))
             outputs = [helper.make_tensor_value_info(PREDICTIONS, TensorProto.FLOAT, [None])]
@@ -171,7 +193,9 @@ def _input_value(column: Any) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(column.name, elem, [None, 1])
 
 
-def _prefixed(graph: onnx.GraphProto, prefix: str, keep: set[str]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _prefixed(
+    graph: onnx.GraphProto, prefix: str, keep: set[str]
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """A graph's nodes and initializers with every name prefixed, except the shared inputs in ``keep``.
 
     A member's transformer may declare only the inputs it uses; its inputs stay unprefixed so they read the
@@ -221,8 +245,14 @@ def _prefixed(graph: onnx.GraphProto, prefix: str, keep: set[str]) -> tuple[list
     return nodes, initializers
 
 
-def _model(nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto], inputs: list[onnx.ValueInfoProto],
-           outputs: list[onnx.ValueInfoProto], members: Sequence[onnx.ModelProto], name: str) -> onnx.ModelProto:
+def _model(
+    nodes: list[onnx.NodeProto],
+    initializers: list[onnx.TensorProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    members: Sequence[onnx.ModelProto],
+    name: str,
+) -> onnx.ModelProto:
     opsets: dict[str, int] = {}
     for member in members:
         for entry in member.opset_import:
@@ -230,8 +260,9 @@ def _model(nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto], in
             opsets[domain] = max(opsets.get(domain, 0), entry.version)
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)
     imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items()]
-    model = helper.make_model(graph, opset_imports=imports, producer_name="tripod",
-                              ir_version=max(m.ir_version for m in members))
+    model = helper.make_model(
+        graph, opset_imports=imports, producer_name="tripod", ir_version=max(m.ir_version for m in members)
+    )
     onnx.checker.check_model(model)
     return model
 
@@ -242,9 +273,13 @@ class EnsembleResult:
     record: TrialRecord
 
 
-def choose_members(records: Sequence[TrialRecord], objective: Objective, k: int = MAX_MEMBERS) -> list[TrialRecord]:
+def choose_members(
+    records: Sequence[TrialRecord], objective: Objective, k: int = MAX_MEMBERS
+) -> list[TrialRecord]:
     """The best finished trial of each family, best first, then the next best overall, up to ``k``."""
-    done = [r for r in records if r.state == "complete" and r.validation is not None and r.family != "ensemble"]
+    done = [
+        r for r in records if r.state == "complete" and r.validation is not None and r.family != "ensemble"
+    ]
     done.sort(key=lambda r: r.validation, reverse=objective.direction == "maximize")  # type: ignore[arg-type,return-value]
     chosen: list[TrialRecord] = []
     for record in done:
@@ -258,8 +293,13 @@ def choose_members(records: Sequence[TrialRecord], objective: Objective, k: int 
     return chosen[:k]
 
 
-def select_weights(objective: Objective, problem: Problem, truth: np.ndarray, scores: Sequence[np.ndarray],
-                   rounds: int = SELECTION_ROUNDS) -> np.ndarray:
+def select_weights(
+    objective: Objective,
+    problem: Problem,
+    truth: np.ndarray,
+    scores: Sequence[np.ndarray],
+    rounds: int = SELECTION_ROUNDS,
+) -> np.ndarray:
     """Greedy ensemble selection with replacement (Caruana et al., 2004): the weights of the members.
 
     Each round adds the member whose extra vote makes the running average score best on validation; the weight
@@ -280,8 +320,15 @@ def select_weights(objective: Objective, problem: Problem, truth: np.ndarray, sc
     return best_counts / best_counts.sum()
 
 
-def try_ensemble(records: Sequence[TrialRecord], objective: Objective, problem: Problem, split: Split,
-                 run_dir: Path, *, seed: int = 42) -> EnsembleResult | None:
+def try_ensemble(
+    records: Sequence[TrialRecord],
+    objective: Objective,
+    problem: Problem,
+    split: Split,
+    run_dir: Path,
+    *,
+    seed: int = 42,
+) -> EnsembleResult | None:
     """Weighted soft vote of the top candidates (weights by :func:`select_weights` on validation); None when
     fewer than two finished, the selection keeps a single member, or the graphs cannot be combined."""
     chosen = choose_members(records, objective)
@@ -295,17 +342,28 @@ def try_ensemble(records: Sequence[TrialRecord], objective: Objective, problem: 
     if len(kept) < 2:
         return None
     chosen, members = [chosen[i] for i in kept], [members[i] for i in kept]
-    params = {"members": [r.number for r in chosen], "families": [r.family for r in chosen],
-              "member_params": [r.params for r in chosen], "weights": [float(weights[i]) for i in kept]}
+    params = {
+        "members": [r.number for r in chosen],
+        "families": [r.family for r in chosen],
+        "member_params": [r.params for r in chosen],
+        "weights": [float(weights[i]) for i in kept],
+    }
     ensemble = SoftVotingEnsemble(problem, params, seed, members)
-    record = TrialRecord(number=max(r.number for r in records) + 1, family="ensemble", params=ensemble.params,
-                         state="complete", fit_seconds=sum(r.fit_seconds for r in chosen))
+    record = TrialRecord(
+        number=max(r.number for r in records) + 1,
+        family="ensemble",
+        params=ensemble.params,
+        state="complete",
+        fit_seconds=sum(r.fit_seconds for r in chosen),
+    )
     record.validation = objective.score(problem, truth, ensemble.predict_scores(split.validation))
     record.test = test_scores(problem, objective, ensemble, split.test)
     try:
         record.model_bytes, record.latency_ms = single_row_latency_ms(ensemble, split.validation.head(1))
     except (ValueError, onnx.checker.ValidationError, RuntimeError) as exc:
-        logger.warning("the ensemble of %s cannot be exported as one graph: %s", record.params["families"], exc)
+        logger.warning(
+            "the ensemble of %s cannot be exported as one graph: %s", record.params["families"], exc
+        )
         return None
     path = run_dir / "candidates" / f"{record.number:04d}.pkl"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,9 @@ def leaderboard_frame(records: Sequence[TrialRecord], objective: Objective) -> p
         return frame
     key = f"validation_{objective.name}"
     frame["_done"] = frame["state"].eq("complete")
-    frame = frame.sort_values(["_done", key], ascending=[False, objective.direction == "minimize"],
-                              na_position="last")
+    frame = frame.sort_values(
+        ["_done", key], ascending=[False, objective.direction == "minimize"], na_position="last"
+    )
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.drop(columns="_done").reset_index(drop=True)
 
@@ -103,8 +104,9 @@ def _confusion_plot(report: Mapping[str, Any]) -> str:
     left.set_xlabel("predicted")
     left.set_ylabel("true")
     for (i, j), count in np.ndenumerate(matrix):
-        left.text(j, i, str(count), ha="center", va="center",
-                  color="white" if count > matrix.max() / 2 else "black")
+        left.text(
+            j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black"
+        )
     left.set_title("Test confusion matrix")
     f1 = [report["per_class"][label]["f1"] for label in labels]
     right.bar(labels, f1, color="tab:blue")
@@ -115,9 +117,15 @@ def _confusion_plot(report: Mapping[str, Any]) -> str:
     return _png(figure)
 
 
-def write_leaderboard(records: Sequence[TrialRecord], objective: Objective, directory: Path, *,
-                      best_report: Mapping[str, Any] | None = None, title: str = "Tripod AutoML leaderboard",
-                      summary: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def write_leaderboard(
+    records: Sequence[TrialRecord],
+    objective: Objective,
+    directory: Path,
+    *,
+    best_report: Mapping[str, Any] | None = None,
+    title: str = "Tripod AutoML leaderboard",
+    summary: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Write ``leaderboard.csv`` and ``leaderboard.html`` (plots embedded) into ``directory``.
 
     Args:
@@ -130,16 +138,28 @@ def write_leaderboard(records: Sequence[TrialRecord], objective: Objective, dire
     frame.to_csv(directory / LEADERBOARD_CSV, index=False)
     sections = [f"<h1>{html.escape(title)}</h1>"]
     if summary:
-        items = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in summary.items())
+        items = "".join(
+            f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in summary.items()
+        )
         sections.append(f"<ul>{items}</ul>")
-    sections.append("<h2>Candidates</h2>" + frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    sections.append(
+        "<h2>Candidates</h2>" + frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+    )
     if not frame.empty and (frame["state"] == "complete").any():
-        sections.append(f'<h2>Objective per candidate</h2><img src="data:image/png;base64,{_objective_plot(frame, objective)}">')
-        sections.append(f'<h2>Score vs training time</h2><img src="data:image/png;base64,{_time_plot(frame, objective)}">')
+        sections.append(
+            f'<h2>Objective per candidate</h2><img src="data:image/png;base64,{_objective_plot(frame, objective)}">'
+        )
+        sections.append(
+            f'<h2>Score vs training time</h2><img src="data:image/png;base64,{_time_plot(frame, objective)}">'
+        )
     if best_report and "confusion_matrix" in best_report:
-        sections.append(f'<h2>Best candidate on test</h2><img src="data:image/png;base64,{_confusion_plot(best_report)}">')
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>{}</title><style>body{{font-family:sans-serif;"
-            "margin:2em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:3px 6px}}"
-            "</style></head><body>{}</body></html>").format(html.escape(title), "\n".join(sections))
+        sections.append(
+            f'<h2>Best candidate on test</h2><img src="data:image/png;base64,{_confusion_plot(best_report)}">'
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>{}</title><style>body{{font-family:sans-serif;"
+        "margin:2em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:3px 6px}}"
+        "</style></head><body>{}</body></html>"
+    ).format(html.escape(title), "\n".join(sections))
     (directory / LEADERBOARD_HTML).write_text(page, encoding="utf-8")
     return frame

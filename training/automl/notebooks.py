@@ -26,7 +26,7 @@ EXPLORATION = "data_exploration.ipynb"
 
 def _setup_code(data: Path, problem: Problem, seed: int, sample: int | None) -> str:
     roles = problem.roles
-    return f'''import json
+    return f"""import json
 import numpy as np
 from pathlib import Path
 
@@ -50,11 +50,19 @@ if problem.is_classification:
 {"else:" + chr(10) + "    frame = frame.sample(" + str(sample) + ", random_state=SEED)" if sample else ""}
 split = split_frame(frame, problem.target, seed=SEED, stratify=problem.is_classification)
 print({{name: len(part) for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test))}})
-'''
+"""
 
 
-def candidate_definitions(data: Path, problem: Problem, objective: Objective, best: TrialRecord, *,
-                          preset: str, seed: int, sample: int | None) -> nbformat.NotebookNode:
+def candidate_definitions(
+    data: Path,
+    problem: Problem,
+    objective: Objective,
+    best: TrialRecord,
+    *,
+    preset: str,
+    seed: int,
+    sample: int | None,
+) -> nbformat.NotebookNode:
     """The candidate-definition notebook of a run (see the module docstring)."""
     cells = [
         new_markdown_cell(
@@ -66,7 +74,9 @@ def candidate_definitions(data: Path, problem: Problem, objective: Objective, be
             f"```\ntripod automl --data {data} --target {problem.target} --preset {preset} --seed {seed} "
             f"--objective {objective.name} --out models/<name>\n```"
         ),
-        new_markdown_cell("## Data and split\nThe same rows and the same seeded, stratified 80/10/10 split as the run."),
+        new_markdown_cell(
+            "## Data and split\nThe same rows and the same seeded, stratified 80/10/10 split as the run."
+        ),
         new_code_cell(_setup_code(data, problem, seed, sample)),
     ]
     for name in PRESET_FAMILIES[preset]:
@@ -75,14 +85,18 @@ def candidate_definitions(data: Path, problem: Problem, objective: Objective, be
         except (KeyError, ImportError):
             continue
         doc = inspect.getdoc(inspect.getmodule(cls)) or ""
-        cells.append(new_markdown_cell(f"## Family `{name}`\n\n{doc}\n\n**Parameters**: {inspect.getdoc(cls) or ''}"))
-        cells.append(new_code_cell(
-            f"from training.automl.families import family_class\n"
-            f"import inspect\n"
-            f"cls = family_class({name!r})\n"
-            f"print('defaults:', cls.default_params({preset!r}, problem))\n"
-            f"print(inspect.getsource(cls.suggest))  # the search ranges"
-        ))
+        cells.append(
+            new_markdown_cell(f"## Family `{name}`\n\n{doc}\n\n**Parameters**: {inspect.getdoc(cls) or ''}")
+        )
+        cells.append(
+            new_code_cell(
+                f"from training.automl.families import family_class\n"
+                f"import inspect\n"
+                f"cls = family_class({name!r})\n"
+                f"print('defaults:', cls.default_params({preset!r}, problem))\n"
+                f"print(inspect.getsource(cls.suggest))  # the search ranges"
+            )
+        )
     if best.family == "ensemble":
         build = (
             "from training.automl.ensemble import SoftVotingEnsemble\n"
@@ -101,8 +115,8 @@ def candidate_definitions(data: Path, problem: Problem, objective: Objective, be
             "from training.automl.families import family_class\n"
             "from training.automl.objectives import OBJECTIVES\n"
             f"PARAMS = json.loads({json.dumps(json.dumps(best.params, default=str))})\n"
-            + build +
-            "model.fit(split.train, split.validation)\n"
+            + build
+            + "model.fit(split.train, split.validation)\n"
             f"score = OBJECTIVES[{objective.name!r}].score(problem, problem.encode_target(split.validation), "
             "np.asarray(model.predict_scores(split.validation)))\n"
             f"RECORDED = {best.validation!r}\n"
@@ -110,8 +124,10 @@ def candidate_definitions(data: Path, problem: Problem, objective: Objective, be
             f"difference {{abs(score - RECORDED):.4f}})')"
         ),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(
+        cells=cells,
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
 
 
 def data_exploration(data: Path, problem: Problem) -> nbformat.NotebookNode:
@@ -121,38 +137,59 @@ def data_exploration(data: Path, problem: Problem) -> nbformat.NotebookNode:
         for c in problem.roles.text
     )
     cells = [
-        new_markdown_cell(f"# Data exploration\n\n`{data.name}`, target `{problem.target}` ({problem.problem_type})."),
+        new_markdown_cell(
+            f"# Data exploration\n\n`{data.name}`, target `{problem.target}` ({problem.problem_type})."
+        ),
         new_code_cell(
             "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
             "from training.data import load_table\n"
             f"frame = load_table({str(data.resolve())!r})\nprint(frame.shape)\nframe.head()"
         ),
         new_markdown_cell("## Column types, missing values and cardinality"),
-        new_code_cell("import pandas as pd\npd.DataFrame({'dtype': frame.dtypes.astype(str), "
-                      "'missing': frame.isna().sum(), 'distinct': frame.nunique()})"),
+        new_code_cell(
+            "import pandas as pd\npd.DataFrame({'dtype': frame.dtypes.astype(str), "
+            "'missing': frame.isna().sum(), 'distinct': frame.nunique()})"
+        ),
         new_markdown_cell("## Target distribution"),
         new_code_cell(
             f"counts = frame[{problem.target!r}].value_counts()\nprint(counts)\n"
-            + ("print('imbalance ratio (largest / smallest class):', round(counts.max() / counts.min(), 2))\n"
-               if problem.is_classification else "")
+            + (
+                "print('imbalance ratio (largest / smallest class):', round(counts.max() / counts.min(), 2))\n"
+                if problem.is_classification
+                else ""
+            )
             + f"frame[{problem.target!r}].value_counts().sort_index().plot.bar()\nplt.show()"
         ),
         new_markdown_cell("## Text lengths"),
         new_code_cell(text_plots or "print('no text columns')"),
     ]
-    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+    return new_notebook(
+        cells=cells,
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
 
 
-def write_notebooks(directory: Path, *, data: Path | None, problem: Problem, objective: Objective,
-                    best: TrialRecord, seed: int, sample: int | None, preset: str = "balanced") -> list[Path]:
+def write_notebooks(
+    directory: Path,
+    *,
+    data: Path | None,
+    problem: Problem,
+    objective: Objective,
+    best: TrialRecord,
+    seed: int,
+    sample: int | None,
+    preset: str = "balanced",
+) -> list[Path]:
     """Write both notebooks (only when the data came from a file the notebooks can reload)."""
     if data is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, notebook in (
-        (DEFINITIONS, candidate_definitions(data, problem, objective, best, preset=preset, seed=seed, sample=sample)),
+        (
+            DEFINITIONS,
+            candidate_definitions(data, problem, objective, best, preset=preset, seed=seed, sample=sample),
+        ),
         (EXPLORATION, data_exploration(data, problem)),
     ):
         path = directory / name

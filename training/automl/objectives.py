@@ -46,7 +46,9 @@ class Objective:
             if self.name == "auc":
                 if problem.problem_type == "binary":
                     return float(roc_auc_score(truth, scores[:, 1]))
-                return float(roc_auc_score(truth, scores, multi_class="ovr", labels=range(len(problem.labels))))
+                return float(
+                    roc_auc_score(truth, scores, multi_class="ovr", labels=range(len(problem.labels)))
+                )
             if self.name == "log_loss":
                 return float(log_loss(truth, np.clip(scores, 1e-15, 1), labels=range(len(problem.labels))))
         else:

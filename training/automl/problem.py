@@ -211,11 +211,15 @@ def infer_problem(
             type that does not fit the target, or no usable input column.
     """
     if target not in frame.columns:
-        raise DataError(f"target column {target!r} not found; available columns: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"target column {target!r} not found; available columns: {', '.join(map(str, frame.columns))}"
+        )
     named = [*(text or ()), *(categorical or ()), *(numeric or ()), *ignore]
     unknown = [c for c in named if c not in frame.columns]
     if unknown:
-        raise DataError(f"column(s) {unknown} not found; available columns: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"column(s) {unknown} not found; available columns: {', '.join(map(str, frame.columns))}"
+        )
     y = frame[target]
     if y.isna().all():
         raise DataError(f"target column {target!r} is empty")
@@ -228,8 +232,11 @@ def infer_problem(
         raise DataError(f"target {target!r} is not numeric, so it cannot be a regression target")
 
     explicit = text is not None or categorical is not None or numeric is not None
-    roles: dict[str, list[str]] = {"text": list(text or ()), "categorical": list(categorical or ()),
-                                   "numeric": list(numeric or ())}
+    roles: dict[str, list[str]] = {
+        "text": list(text or ()),
+        "categorical": list(categorical or ()),
+        "numeric": list(numeric or ()),
+    }
     dropped: dict[str, str] = {c: "ignored by the user" for c in ignore}
     for column in frame.columns:
         if column == target or column in named:
@@ -247,7 +254,9 @@ def infer_problem(
     for column in roles["text"]:
         if frame[column].fillna("").astype(str).str.strip().eq("").all():
             raise DataError(f"text column {column!r} is empty in every row")
-    column_roles = ColumnRoles(tuple(roles["text"]), tuple(roles["categorical"]), tuple(roles["numeric"]), dropped)
+    column_roles = ColumnRoles(
+        tuple(roles["text"]), tuple(roles["categorical"]), tuple(roles["numeric"]), dropped
+    )
     if not column_roles.input_names:
         raise DataError(f"no usable input column besides the target; dropped: {dropped}")
     labels = tuple(sorted(set(label_strings(y.dropna())))) if problem_type != "regression" else ()

@@ -22,7 +22,14 @@ from training.automl.candidate import CandidateModel, Preset
 from training.automl.leaderboard import write_leaderboard
 from training.automl.objectives import resolve_objective
 from training.automl.problem import Problem, ProblemType, infer_problem, label_strings
-from training.automl.search import Search, SearchSettings, TrialRecord, best_record, load_candidate, parse_duration
+from training.automl.search import (
+    Search,
+    SearchSettings,
+    TrialRecord,
+    best_record,
+    load_candidate,
+    parse_duration,
+)
 from training.data import Split, fingerprint, load_table, split_frame, stratified_sample
 from training.errors import DataError
 from training.export import export_candidate
@@ -96,13 +103,22 @@ def run_automl(
     budget_s = parse_duration(time_budget)
     frame = data if isinstance(data, pd.DataFrame) else load_table(data)
     if target not in frame.columns:
-        raise DataError(f"target column {target!r} not found; available columns: {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"target column {target!r} not found; available columns: {', '.join(map(str, frame.columns))}"
+        )
     unlabeled = frame[target].isna()
     if unlabeled.any():
         echo(f"dropping {int(unlabeled.sum())} rows without a {target!r} value")
         frame = frame.loc[~unlabeled]
-    problem = infer_problem(frame, target, problem_type=problem_type, text=text, categorical=categorical,
-                            numeric=numeric, ignore=ignore or ())
+    problem = infer_problem(
+        frame,
+        target,
+        problem_type=problem_type,
+        text=text,
+        categorical=categorical,
+        numeric=numeric,
+        ignore=ignore or (),
+    )
     metric = resolve_objective(objective, problem.problem_type)
     if problem.is_classification:
         frame = frame.assign(**{target: label_strings(frame[target])})
@@ -111,24 +127,52 @@ def run_automl(
     elif sample is not None and sample < len(frame):
         frame = frame.sample(sample, random_state=seed)
     echo(f"problem: {json.dumps(problem.describe())}")
-    echo(f"objective: {metric.name} ({metric.direction}); budget {budget_s:.0f}s; preset {preset}; seed {seed}")
+    echo(
+        f"objective: {metric.name} ({metric.direction}); budget {budget_s:.0f}s; preset {preset}; seed {seed}"
+    )
 
     split = _split(frame, problem, seed)
     name = study_name or f"{target}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out) / "runs" / name
-    settings = SearchSettings(time_budget_s=budget_s, max_candidates=max_candidates, preset=preset, seed=seed,
-                              families=tuple(families) if families else None, storage=storage, study_name=name)
+    settings = SearchSettings(
+        time_budget_s=budget_s,
+        max_candidates=max_candidates,
+        preset=preset,
+        seed=seed,
+        families=tuple(families) if families else None,
+        storage=storage,
+        study_name=name,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "problem.json").write_text(json.dumps({**problem.describe(), "objective": metric.name,
-                                                       "preset": preset, "seed": seed, "budget_s": budget_s,
-                                                       "rows": {"train": len(split.train), "validation": len(split.validation),
-                                                                "test": len(split.test)}}, indent=2))
+    (run_dir / "problem.json").write_text(
+        json.dumps(
+            {
+                **problem.describe(),
+                "objective": metric.name,
+                "preset": preset,
+                "seed": seed,
+                "budget_s": budget_s,
+                "rows": {
+                    "train": len(split.train),
+                    "validation": len(split.validation),
+                    "test": len(split.test),
+                },
+            },
+            indent=2,
+        )
+    )
     search = Search(problem, split, metric, settings, run_dir, progress=progress)
     records = search.run()
     reports_dir = run_dir / "reports"
     best = best_record(records, metric)
-    summary = {"target": target, "problem type": problem.problem_type, "objective": metric.name,
-               "preset": preset, "budget": f"{budget_s:.0f}s", "candidates": len(records)}
+    summary = {
+        "target": target,
+        "problem type": problem.problem_type,
+        "objective": metric.name,
+        "preset": preset,
+        "budget": f"{budget_s:.0f}s",
+        "candidates": len(records),
+    }
     if best is None:
         write_leaderboard(records, metric, reports_dir, summary=summary)
         raise SearchFailed(
@@ -145,13 +189,23 @@ def run_automl(
         if metric.better(ensemble.record.validation, best.validation):  # type: ignore[arg-type]
             best, winner = ensemble.record, ensemble.candidate
     metrics, report = evaluation_report(winner, split)
-    summary |= {"best": f"trial {best.number} ({best.family})",
-                f"best validation {metric.name}": f"{best.validation:.4f}"}
+    summary |= {
+        "best": f"trial {best.number} ({best.family})",
+        f"best validation {metric.name}": f"{best.validation:.4f}",
+    }
     board = write_leaderboard(records, metric, reports_dir, best_report=report.get("test"), summary=summary)
     from training.automl.notebooks import write_notebooks
 
-    write_notebooks(reports_dir, data=None if isinstance(data, pd.DataFrame) else Path(data), problem=problem,
-                    objective=metric, best=best, seed=seed, sample=sample, preset=preset)
+    write_notebooks(
+        reports_dir,
+        data=None if isinstance(data, pd.DataFrame) else Path(data),
+        problem=problem,
+        objective=metric,
+        best=best,
+        seed=seed,
+        sample=sample,
+        preset=preset,
+    )
     version_dir = export_candidate(
         winner,
         model_root=Path(out),
@@ -161,8 +215,12 @@ def run_automl(
         metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
         reports=reports_dir,
     )
-    echo(f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}; "
-         f"test {', '.join(f'{k} {v:.4f}' for k, v in best.test.items())}")
-    echo(f"leaderboard: {reports_dir / 'leaderboard.html'}; model: {version_dir} "
-         f"({time.monotonic() - started:.0f}s in all)")
+    echo(
+        f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}; "
+        f"test {', '.join(f'{k} {v:.4f}' for k, v in best.test.items())}"
+    )
+    echo(
+        f"leaderboard: {reports_dir / 'leaderboard.html'}; model: {version_dir} "
+        f"({time.monotonic() - started:.0f}s in all)"
+    )
     return AutoMLResult(version_dir, run_dir, problem, board, best, metrics)

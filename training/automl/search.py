@@ -117,14 +117,19 @@ def load_candidate(record: TrialRecord) -> CandidateModel:
         return pickle.load(handle)
 
 
-def test_scores(problem: Problem, objective: Objective, candidate: CandidateModel, frame: pd.DataFrame) -> dict[str, float]:
+def test_scores(
+    problem: Problem, objective: Objective, candidate: CandidateModel, frame: pd.DataFrame
+) -> dict[str, float]:
     """Headline test scores for the leaderboard: the objective plus the usual ones of the problem type."""
     from training.automl.objectives import OBJECTIVES
 
     truth = problem.encode_target(frame)
     scores = np.asarray(candidate.predict_scores(frame))
     names = ["accuracy", "macro_f1"] if problem.is_classification else ["rmse", "mae", "r2"]
-    return {name: OBJECTIVES[name].score(problem, truth, scores) for name in dict.fromkeys([objective.name, *names])}
+    return {
+        name: OBJECTIVES[name].score(problem, truth, scores)
+        for name in dict.fromkeys([objective.name, *names])
+    }
 
 
 def single_row_latency_ms(candidate: CandidateModel, row: pd.DataFrame) -> tuple[int, float]:
@@ -134,8 +139,11 @@ def single_row_latency_ms(candidate: CandidateModel, row: pd.DataFrame) -> tuple
         paths = candidate.to_onnx().save(Path(tmp))
         size = sum(p.stat().st_size for p in paths.values())
         pipeline = InferencePipeline.from_files(
-            paths["transformer"], paths.get("classifier") or paths["regressor"], paths.get("inverse_label"),
-            problem.roles.inputs, problem.labels,
+            paths["transformer"],
+            paths.get("classifier") or paths["regressor"],
+            paths.get("inverse_label"),
+            problem.roles.inputs,
+            problem.labels,
         )
         columns = problem.input_frame(row).to_numpy(dtype=object)
         pipeline.predict_array(columns)
@@ -150,8 +158,16 @@ def single_row_latency_ms(candidate: CandidateModel, row: pd.DataFrame) -> tuple
 class Search:
     """Runs the study for one problem and split; see the module docstring."""
 
-    def __init__(self, problem: Problem, split: Split, objective: Objective, settings: SearchSettings,
-                 run_dir: Path, *, progress: bool = True) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        split: Split,
+        objective: Objective,
+        settings: SearchSettings,
+        run_dir: Path,
+        *,
+        progress: bool = True,
+    ) -> None:
         self.problem = problem
         self.split = split
         self.objective = objective
@@ -172,7 +188,9 @@ class Search:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are logged once, by us
         self.run_dir.mkdir(parents=True, exist_ok=True)
         storage = self.settings.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}"
-        with warnings.catch_warnings():  # TPE's ``group`` option is marked experimental; we rely on it knowingly
+        with (
+            warnings.catch_warnings()
+        ):  # TPE's ``group`` option is marked experimental; we rely on it knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(seed=self.settings.seed, multivariate=True, group=True)
         study = optuna.create_study(
@@ -187,16 +205,30 @@ class Search:
             for family in self.families:
                 study.enqueue_trial({"family": family}, user_attrs={"defaults": True})
         done = len([t for t in study.trials if t.state.is_finished()])
-        remaining_count = None if self.settings.max_candidates is None else max(0, self.settings.max_candidates - done)
+        remaining_count = (
+            None if self.settings.max_candidates is None else max(0, self.settings.max_candidates - done)
+        )
         self.deadline = time.monotonic() + self.settings.time_budget_s
-        self.bar = tqdm(total=self.settings.max_candidates, initial=done, desc="automl", unit="candidate",
-                        disable=not self.progress)
+        self.bar = tqdm(
+            total=self.settings.max_candidates,
+            initial=done,
+            desc="automl",
+            unit="candidate",
+            disable=not self.progress,
+        )
         try:
             if remaining_count != 0:
-                study.optimize(self._objective, n_trials=remaining_count, timeout=self.settings.time_budget_s,
-                               catch=(Exception,), gc_after_trial=True)
+                study.optimize(
+                    self._objective,
+                    n_trials=remaining_count,
+                    timeout=self.settings.time_budget_s,
+                    catch=(Exception,),
+                    gc_after_trial=True,
+                )
         except KeyboardInterrupt:
-            logger.warning("interrupted: keeping the %d finished candidates", len(TrialRecord.load_all(self.trials_dir)))
+            logger.warning(
+                "interrupted: keeping the %d finished candidates", len(TrialRecord.load_all(self.trials_dir))
+            )
         finally:
             self.bar.close()
         return TrialRecord.load_all(self.trials_dir)
@@ -205,11 +237,18 @@ class Search:
         family = trial.suggest_categorical("family", self.families)
         cls = family_class(family)
         preset = self.settings.preset
-        params = (cls.default_params(preset, self.problem) if trial.user_attrs.get("defaults")
-                  else cls.suggest(trial, preset, self.problem))
+        params = (
+            cls.default_params(preset, self.problem)
+            if trial.user_attrs.get("defaults")
+            else cls.suggest(trial, preset, self.problem)
+        )
         record = TrialRecord(number=trial.number, family=family, params=params, state="running")
-        candidate_bar = tqdm(desc=f"  #{trial.number} {family}", unit="epoch", leave=False,
-                             disable=not self.progress or not cls.iterative)
+        candidate_bar = tqdm(
+            desc=f"  #{trial.number} {family}",
+            unit="epoch",
+            leave=False,
+            disable=not self.progress or not cls.iterative,
+        )
 
         def on_epoch(step: int, validation_scores: np.ndarray, rows: np.ndarray | None = None) -> None:
             truth = self.y_validation if rows is None else self.y_validation[rows]
@@ -232,7 +271,9 @@ class Search:
             if not math.isfinite(record.validation):
                 raise ValueError(f"validation {self.objective.name} is {record.validation}")
             record.test = test_scores(self.problem, self.objective, candidate, self.split.test)
-            record.model_bytes, record.latency_ms = single_row_latency_ms(candidate, self.split.validation.head(1))
+            record.model_bytes, record.latency_ms = single_row_latency_ms(
+                candidate, self.split.validation.head(1)
+            )
             path = self.run_dir / "candidates" / f"{trial.number:04d}.pkl"
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as handle:
@@ -257,8 +298,12 @@ class Search:
             best = [r.validation for r in TrialRecord.load_all(self.trials_dir) if r.state == "complete"]
             if best:
                 top = max(best) if self.objective.direction == "maximize" else min(best)
-                self.bar.set_postfix({f"best {self.objective.name}": f"{top:.4f}",
-                                      "left": f"{max(0, remaining(self.deadline)):.0f}s"})
+                self.bar.set_postfix(
+                    {
+                        f"best {self.objective.name}": f"{top:.4f}",
+                        "left": f"{max(0, remaining(self.deadline)):.0f}s",
+                    }
+                )
             self.bar.update()
 
 

@@ -103,7 +103,9 @@ def check_convertible(vectorizer: TfidfVectorizer) -> None:
     if vectorizer.analyzer != "word" or vectorizer.strip_accents is not None:
         raise ExportError("only TfidfVectorizer(analyzer='word', strip_accents=None) can be exported to ONNX")
     if vectorizer.tokenizer is not None or vectorizer.preprocessor is not None:
-        raise ExportError("a TfidfVectorizer with a custom tokenizer or preprocessor cannot be exported to ONNX")
+        raise ExportError(
+            "a TfidfVectorizer with a custom tokenizer or preprocessor cannot be exported to ONNX"
+        )
     if orphans := orphan_ngrams(vectorizer.get_feature_names_out().tolist()):
         raise ExportError(
             f"{len(orphans)} n-gram(s) such as {orphans[0]!r} have a word outside the vocabulary; onnxruntime "
@@ -146,7 +148,9 @@ def use_standard_l2_normalizer(model: onnx.ModelProto) -> None:
                 ]
             )
         nodes += [
-            helper.make_node("ReduceL2", [source, "l2_axes"], [f"{prefix}_norm"], keepdims=1, name=f"{prefix}_reduce"),
+            helper.make_node(
+                "ReduceL2", [source, "l2_axes"], [f"{prefix}_norm"], keepdims=1, name=f"{prefix}_reduce"
+            ),
             helper.make_node("Max", [f"{prefix}_norm", "l2_eps"], [f"{prefix}_safe"], name=f"{prefix}_max"),
             helper.make_node("Div", [source, f"{prefix}_safe"], [target], name=f"{prefix}_div"),
         ]
@@ -173,7 +177,11 @@ def initial_types(inputs: Sequence[InputColumn]) -> list[tuple[str, Any]]:
 
 
 def convert_transformer(
-    transformer: ColumnTransformer, inputs: Sequence[InputColumn], n_features: int, *, tokenexp: str | None = None
+    transformer: ColumnTransformer,
+    inputs: Sequence[InputColumn],
+    n_features: int,
+    *,
+    tokenexp: str | None = None,
 ) -> onnx.ModelProto:
     """A fitted ``ColumnTransformer`` as ``transformer.onnx``, output renamed to ``features`` ``[None, F]``.
 
@@ -185,8 +193,9 @@ def convert_transformer(
     for vectorizer in vectorizers:
         check_convertible(vectorizer)
     options = {id(v): {"tokenexp": tokenexp or v.token_pattern, "locale": LOCALE} for v in vectorizers}
-    onx = convert_sklearn(transformer, initial_types=initial_types(inputs), options=options,
-                          target_opset=TARGET_OPSET)
+    onx = convert_sklearn(
+        transformer, initial_types=initial_types(inputs), options=options, target_opset=TARGET_OPSET
+    )
     use_standard_l2_normalizer(onx)
     rename_value(onx.graph, onx.graph.output[0].name, FEATURES)
     set_output_shape(onx.graph.output[0], [None, n_features])

@@ -70,7 +70,9 @@ if TYPE_CHECKING:
 PAD_ID = 0
 
 
-def join_columns_nodes(columns: list[str], constants: dict[str, np.ndarray]) -> tuple[list[onnx.NodeProto], str]:
+def join_columns_nodes(
+    columns: list[str], constants: dict[str, np.ndarray]
+) -> tuple[list[onnx.NodeProto], str]:
     """Graph nodes that join text columns with ``COLUMN_SEPARATOR`` as :func:`join_columns` does in Python.
 
     Adds the separator to ``constants`` when needed; returns the nodes and the name of the joined tensor.
@@ -102,6 +104,8 @@ def training_loss(problem: Problem, y: np.ndarray, class_weight: str) -> torch.n
     if class_weight == "sqrt":
         weights = np.sqrt(weights)
     return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights / weights.mean(), dtype=torch.float32))
+
+
 """Id of padding and of unknown words and bigrams; its embedding is zero and it is left out of the mean."""
 COLUMN_SEPARATOR = " | "
 OPSET = 21

@@ -79,11 +79,17 @@ def register_lightgbm_converters() -> None:
     )
 
     update_registered_converter(
-        LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes, convert_lightgbm,
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
         options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
     )
     update_registered_converter(
-        LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm,
+        LGBMRegressor,
+        "LightGbmLGBMRegressor",
+        calculate_linear_regressor_output_shapes,
+        convert_lightgbm,
         options={"split": None},
     )
 
@@ -187,9 +193,17 @@ class GradientBoostedTrees(CandidateModel):
     @classmethod
     def default_params(cls, preset: Preset, problem: Problem) -> Params:
         params: Params = {
-            "svd_components": 200, "max_features": 20000, "ngram_max": 2, "min_df": 2,
-            "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 0.5,
-            "subsample": 0.8, "reg_lambda": 1.0, "max_rounds": 1000,
+            "svd_components": 200,
+            "max_features": 20000,
+            "ngram_max": 2,
+            "min_df": 2,
+            "learning_rate": 0.1,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "colsample_bytree": 0.5,
+            "subsample": 0.8,
+            "reg_lambda": 1.0,
+            "max_rounds": 1000,
         }
         if problem.is_classification:
             params["class_weight"] = "balanced"
@@ -200,8 +214,9 @@ class GradientBoostedTrees(CandidateModel):
         wide = preset == "best"
         params: Params = {
             "svd_components": trial.suggest_int("gbdt_svd_components", 100, 300 if wide else 200, step=50),
-            "max_features": trial.suggest_int("gbdt_max_features", 10000, 30000 if wide else 20000,
-                                              step=5000),
+            "max_features": trial.suggest_int(
+                "gbdt_max_features", 10000, 30000 if wide else 20000, step=5000
+            ),
             "ngram_max": trial.suggest_int("gbdt_ngram_max", 1, 2),
             "min_df": trial.suggest_int("gbdt_min_df", 1, 3),
             "learning_rate": trial.suggest_float("gbdt_learning_rate", 0.02 if wide else 0.04, 0.2, log=True),
@@ -222,19 +237,33 @@ class GradientBoostedTrees(CandidateModel):
         vocabularies = vocabularies or {}
         roles = self.problem.roles
         parts: list[tuple[str, Any, Any]] = [
-            (f"text_{column}", Pipeline([
-                ("tfidf", TfidfVectorizer(
-                    lowercase=True,
-                    token_pattern=TOKEN_PATTERN,
-                    ngram_range=(1, int(self.params["ngram_max"])),
-                    min_df=int(self.params["min_df"]),
-                    max_features=int(self.params["max_features"]),
-                    vocabulary=vocabularies.get(column),
-                    dtype=np.float32,
-                )),
-                ("svd", TruncatedSVD(n_components=self._components(vocabularies.get(column)),
-                                     random_state=self.seed)),
-            ]), column)
+            (
+                f"text_{column}",
+                Pipeline(
+                    [
+                        (
+                            "tfidf",
+                            TfidfVectorizer(
+                                lowercase=True,
+                                token_pattern=TOKEN_PATTERN,
+                                ngram_range=(1, int(self.params["ngram_max"])),
+                                min_df=int(self.params["min_df"]),
+                                max_features=int(self.params["max_features"]),
+                                vocabulary=vocabularies.get(column),
+                                dtype=np.float32,
+                            ),
+                        ),
+                        (
+                            "svd",
+                            TruncatedSVD(
+                                n_components=self._components(vocabularies.get(column)),
+                                random_state=self.seed,
+                            ),
+                        ),
+                    ]
+                ),
+                column,
+            )
             for column in roles.text
         ]
         if roles.categorical:
@@ -278,8 +307,14 @@ class GradientBoostedTrees(CandidateModel):
             return LGBMClassifier(class_weight=None if weight in (None, "none") else weight, **common)
         return LGBMRegressor(**common)
 
-    def fit(self, train: pd.DataFrame, validation: pd.DataFrame, *, deadline: float | None = None,
-            on_epoch: EpochCallback | None = None) -> GradientBoostedTrees:
+    def fit(
+        self,
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        *,
+        deadline: float | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> GradientBoostedTrees:
         if remaining(deadline) <= 0:
             raise BudgetExceeded("the deadline passed before fitting started")
         inputs = self.problem.input_frame(train)
@@ -295,7 +330,9 @@ class GradientBoostedTrees(CandidateModel):
             evaluation = {
                 "eval_X": (self._features(self.problem.input_frame(validation)),),
                 "eval_y": (y_validation,),
-                "eval_metric": macro_f1_metric(len(self.problem.labels)) if self.problem.is_classification else None,
+                "eval_metric": macro_f1_metric(len(self.problem.labels))
+                if self.problem.is_classification
+                else None,
             }
         monitor = _Monitor(self.problem, deadline, on_epoch)
         if evaluation:

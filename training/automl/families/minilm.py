@@ -79,7 +79,9 @@ _MEMO_FRAMES = 4  # validation, test, and the frames of a parity check or report
 _SPEED_PRIOR = (
     12.0  # training samples/s assumed before the first steps are timed (2-core CPU, measured 19-31)
 )
-_INFERENCE_SPEEDUP = 2.5  # measured: 74 rows/s scoring (length-sorted, float32) vs 30 samples/s training (bf16)
+_INFERENCE_SPEEDUP = (
+    2.5  # measured: 74 rows/s scoring (length-sorted, float32) vs 30 samples/s training (bf16)
+)
 
 
 def model_path() -> Path:

@@ -61,35 +61,53 @@ class TfidfLinear(CandidateModel):
             params["alpha"] = trial.suggest_float("tfidf_alpha", 0.1, 100.0, log=True)
         return params
 
-    def _column_transformer(self, vocabularies: Mapping[str, dict[str, int]] | None = None) -> ColumnTransformer:
+    def _column_transformer(
+        self, vocabularies: Mapping[str, dict[str, int]] | None = None
+    ) -> ColumnTransformer:
         vocabularies = vocabularies or {}
         roles = self.problem.roles
         parts: list[tuple[str, Any, Any]] = [
-            (f"tfidf_{column}", TfidfVectorizer(
-                lowercase=True,
-                token_pattern=TOKEN_PATTERN,
-                ngram_range=(1, int(self.params["ngram_max"])),
-                min_df=int(self.params["min_df"]),
-                max_features=int(self.params["max_features"]),
-                vocabulary=vocabularies.get(column),
-                dtype=np.float32,  # the ONNX graph's precision, so parity differences are rounding only
-            ), column)
+            (
+                f"tfidf_{column}",
+                TfidfVectorizer(
+                    lowercase=True,
+                    token_pattern=TOKEN_PATTERN,
+                    ngram_range=(1, int(self.params["ngram_max"])),
+                    min_df=int(self.params["min_df"]),
+                    max_features=int(self.params["max_features"]),
+                    vocabulary=vocabularies.get(column),
+                    dtype=np.float32,  # the ONNX graph's precision, so parity differences are rounding only
+                ),
+                column,
+            )
             for column in roles.text
         ]
         if roles.categorical:
-            parts.append(("onehot", OneHotEncoder(handle_unknown="ignore", dtype=np.float32),
-                          list(roles.categorical)))
+            parts.append(
+                ("onehot", OneHotEncoder(handle_unknown="ignore", dtype=np.float32), list(roles.categorical))
+            )
         if roles.numeric:
-            parts.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
-                                               ("scale", StandardScaler())]), list(roles.numeric)))
+            parts.append(
+                (
+                    "numeric",
+                    Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                    list(roles.numeric),
+                )
+            )
         return ColumnTransformer(parts, remainder="drop", sparse_threshold=1.0)
 
     def _fit_transformer(self, inputs: pd.DataFrame) -> ColumnTransformer:
         """Fit with orphan n-grams pruned from each vocabulary so the ONNX stage matches (see sklearn_onnx)."""
         return fit_without_orphan_ngrams(self._column_transformer, inputs)
 
-    def fit(self, train: pd.DataFrame, validation: pd.DataFrame, *, deadline: float | None = None,
-            on_epoch: Any = None) -> TfidfLinear:
+    def fit(
+        self,
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        *,
+        deadline: float | None = None,
+        on_epoch: Any = None,
+    ) -> TfidfLinear:
         inputs = self.problem.input_frame(train)
         y = self.problem.encode_target(train)
         self.transformer_ = self._fit_transformer(inputs)
@@ -97,11 +115,15 @@ class TfidfLinear(CandidateModel):
         if self.problem.is_classification:
             weight = self.params.get("class_weight")
             self.estimator_ = LogisticRegression(
-                C=float(self.params["C"]), class_weight=None if weight in (None, "none") else weight,
-                max_iter=2000, random_state=self.seed,
+                C=float(self.params["C"]),
+                class_weight=None if weight in (None, "none") else weight,
+                max_iter=2000,
+                random_state=self.seed,
             ).fit(features, y)
         else:
-            self.estimator_ = Ridge(alpha=float(self.params["alpha"]), random_state=self.seed).fit(features, y)
+            self.estimator_ = Ridge(alpha=float(self.params["alpha"]), random_state=self.seed).fit(
+                features, y
+            )
         self.n_features_ = int(features.shape[1])
         return self
 
@@ -117,12 +139,13 @@ class TfidfLinear(CandidateModel):
 
     def to_onnx(self, *, tokenexp: str | None = None) -> OnnxStages:
         """Args:
-            tokenexp: tests only: a tokenizer pattern that differs from training, to prove parity is checked.
+        tokenexp: tests only: a tokenizer pattern that differs from training, to prove parity is checked.
         """
         classification = self.problem.is_classification
         return OnnxStages(
-            transformer=convert_transformer(self.transformer_, self.problem.roles.inputs, self.n_features_,
-                                            tokenexp=tokenexp),
+            transformer=convert_transformer(
+                self.transformer_, self.problem.roles.inputs, self.n_features_, tokenexp=tokenexp
+            ),
             estimator=convert_estimator(self.estimator_, self.n_features_, classification=classification),
             inverse_label=build_inverse_label(self.problem.labels) if classification else None,
         )
