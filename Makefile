@@ -12,10 +12,11 @@ RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
 PREPARED := data/reviews.parquet
 MODEL := models/reviews
 
-.PHONY: help install demo data train serve test test-slow bench loadtest bento clean
+.PHONY: help install demo data train serve lint test test-slow bench loadtest bento clean
 
 help:
 	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
+	@echo "make lint       ruff (lint + format check) and mypy, as CI runs them"
 	@echo "make test       install and run the test suite (unit, model, service, e2e; not slow/bench)"
 	@echo "make test-slow  the long suites"
 	@echo "make bench      benchmarks: serving variants vs concurrency, plots in docs/benchmarks/ (MINILM_MODEL=DIR or MINILM_BUILD=1 adds MiniLM)"
@@ -47,6 +48,11 @@ demo: train
 
 serve: $(STAMP)
 	$(VENV)/bin/tripod serve --model $(MODEL)/latest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(PYTEST) -m "not slow and not bench"
