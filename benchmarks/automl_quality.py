@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from training.automl.families.tfidf import TfidfLinear
-from training.automl.problem import ColumnRoles, Problem
 from training.automl.run import run_automl
 from training.automl.search import parse_duration
 from training.data import load_table, split_frame
 from training.evaluate import evaluate
+from training.problem import ColumnRoles, Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT, TITLE, CATEGORY, TARGET = "review_body", "title", "class_name", "sentiment"

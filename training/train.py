@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from training.automl.candidate import CandidateModel
 from training.automl.families.tfidf import TfidfLinear
-from training.automl.problem import ColumnRoles, Problem, label_strings
 from training.data import Split, fingerprint, load_table, require_columns, split_frame, stratified_sample
 from training.errors import DataError
 from training.evaluate import evaluate, evaluate_regression, flat_metrics
 from training.export import export_candidate
+from training.problem import ColumnRoles, Problem, label_strings
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from tests.conftest import TARGET
 from training.automl.ensemble import SoftVotingEnsemble, choose_members, select_weights
 from training.automl.families import family_class
 from training.automl.objectives import OBJECTIVES
-from training.automl.problem import ColumnRoles, Problem
 from training.automl.search import TrialRecord
 from training.data import split_frame, stratified_sample
+from training.problem import ColumnRoles, Problem
 
 ROLES = ColumnRoles(text=("review_body", "title"), categorical=("class_name",), numeric=("age",))
 

@@ -13,10 +13,10 @@ import pytest
 from services.artifacts import load_manifest, sha256_file
 from services.runtime import InferencePipeline, text_inputs
 from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
-from training.data import fingerprint, split_frame, stratified_sample
-from training.errors import ParityError
 from training.automl.families.tfidf import TfidfLinear
 from training.automl.sklearn_onnx import ExportError
+from training.data import fingerprint, split_frame, stratified_sample
+from training.errors import ParityError
 from training.export import ExportOptions, export_candidate
 from training.train import run_training, text_problem
 

@@ -1,5 +1,5 @@
 """The fastText family: its tokenizer graph reproduces the Python tokenizer and its ONNX stages reproduce
-torch (training/automl/families/fasttext.py)."""
+torch (training/automl/families/fasttext.py, fasttext_onnx.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from onnx import TensorProto, helper
 from services.runtime import FEATURES, LABEL, InferencePipeline
 from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
-from training.automl.families.fasttext import LOCALE, FastTextModel, normalize, tokenize
-from training.automl.problem import infer_problem
+from training.automl.families.fasttext import FastTextModel
+from training.automl.families.fasttext_onnx import LOCALE, normalize, tokenize
 from training.data import split_frame, stratified_sample
+from training.problem import infer_problem
 
 TRICKY = [
     "I didn’t love it — the “fit” was off; I didn't return it though.",  # curly and straight quotes, dashes

@@ -16,9 +16,9 @@ from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
 from training.automl.families import family_class, gbdt
 from training.automl.families.gbdt import GradientBoostedTrees, macro_f1
-from training.automl.problem import Problem, infer_problem
 from training.data import Split, fingerprint, split_frame, stratified_sample
 from training.export import export_candidate
+from training.problem import Problem, infer_problem
 
 SAMPLE_ROWS = 1500
 SMALL = {

@@ -1,5 +1,5 @@
 """The MiniLM family: its tokenizer graph reproduces the Hugging Face tokenizer and its ONNX stages reproduce
-torch (training/automl/families/minilm.py).
+torch (training/automl/families/minilm.py, minilm_onnx.py).
 
 Training a transformer on a 2-core CPU is slow, so the fitted models here are tiny on purpose: a few dozen
 reviews, 32 tokens, every encoder layer frozen (only the pooler and head learn).  What they prove is the
@@ -21,9 +21,10 @@ from onnxruntime_extensions import get_library_path
 from services.runtime import FEATURES, LABEL, InferencePipeline
 from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
-from training.automl.families.minilm import MiniLMModel, build_tokenizer_graph, load_tokenizer
-from training.automl.problem import infer_problem
+from training.automl.families.minilm import MiniLMModel, load_tokenizer
+from training.automl.families.minilm_onnx import build_tokenizer_graph
 from training.data import stratified_sample
+from training.problem import infer_problem
 
 MAX_LENGTH = 32
 TRICKY = [

@@ -1,4 +1,4 @@
-"""Problem-type and column-role inference on crafted frames (training/automl/problem.py)."""
+"""Problem-type and column-role inference on crafted frames (training/problem.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from training.automl.objectives import resolve_objective
-from training.automl.problem import infer_problem, infer_problem_type
 from training.errors import DataError
+from training.problem import infer_problem, infer_problem_type
 
 RNG = np.random.default_rng(0)
 N = 200

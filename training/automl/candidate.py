@@ -26,7 +26,7 @@ import onnx
 import pandas as pd
 
 from services.runtime import CLASSIFIER_FILE, INVERSE_LABEL_FILE, REGRESSOR_FILE, TRANSFORMER_FILE
-from training.automl.problem import Problem
+from training.problem import Problem
 
 if TYPE_CHECKING:
     import optuna

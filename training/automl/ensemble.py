@@ -26,9 +26,9 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
 from training.automl.objectives import Objective
-from training.automl.problem import Problem
 from training.automl.search import TrialRecord, load_candidate, single_row_latency_ms, test_scores
 from training.data import Split
+from training.problem import Problem
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from training.automl.families import family_class
 from training.automl.objectives import Objective
-from training.automl.problem import Problem
 from training.automl.search import PRESET_FAMILIES, TrialRecord
+from training.problem import Problem
 
 DEFINITIONS = "candidate_definitions.ipynb"
 EXPLORATION = "data_exploration.ipynb"
@@ -30,7 +30,7 @@ def _setup_code(data: Path, problem: Problem, seed: int, sample: int | None) -> 
 import numpy as np
 from pathlib import Path
 
-from training.automl.problem import ColumnRoles, Problem, label_strings
+from training.problem import ColumnRoles, Problem, label_strings
 from training.data import load_table, split_frame, stratified_sample
 
 DATA = Path({str(data.resolve())!r})

@@ -15,8 +15,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from training.automl.problem import Problem, ProblemType
 from training.errors import DataError
+from training.problem import Problem, ProblemType
 
 CLASSIFICATION: tuple[ProblemType, ...] = ("binary", "multiclass")
 

@@ -21,7 +21,6 @@ import pandas as pd
 from training.automl.candidate import CandidateModel, Preset
 from training.automl.leaderboard import write_leaderboard
 from training.automl.objectives import resolve_objective
-from training.automl.problem import Problem, ProblemType, infer_problem, label_strings
 from training.automl.search import (
     Search,
     SearchSettings,
@@ -33,6 +32,7 @@ from training.automl.search import (
 from training.data import Split, fingerprint, load_table, split_frame, stratified_sample
 from training.errors import DataError
 from training.export import export_candidate
+from training.problem import Problem, ProblemType, infer_problem, label_strings
 from training.train import evaluation_report
 
 logger = logging.getLogger(__name__)

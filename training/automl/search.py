@@ -32,9 +32,9 @@ from services.runtime import InferencePipeline
 from training.automl.candidate import BudgetExceeded, CandidateModel, Preset, remaining
 from training.automl.families import FAMILY_PATHS, family_class
 from training.automl.objectives import Objective
-from training.automl.problem import Problem
 from training.data import Split
 from training.errors import DataError
+from training.problem import Problem
 
 logger = logging.getLogger(__name__)
 

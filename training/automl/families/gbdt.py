@@ -46,9 +46,9 @@ from training.automl.candidate import (
     remaining,
 )
 from training.automl.families.tfidf import TOKEN_PATTERN
-from training.automl.problem import Problem
 from training.automl.sklearn_onnx import convert_estimator, convert_transformer, fit_without_orphan_ngrams
 from training.export import build_inverse_label
+from training.problem import Problem
 
 if TYPE_CHECKING:
     import optuna
@@ -287,21 +287,21 @@ class GradientBoostedTrees(CandidateModel):
     def _estimator(self) -> LGBMClassifier | LGBMRegressor:
         from lightgbm import LGBMClassifier, LGBMRegressor
 
-        common = dict(
-            n_estimators=int(self.params["max_rounds"]),
-            learning_rate=float(self.params["learning_rate"]),
-            num_leaves=int(self.params["num_leaves"]),
-            min_child_samples=int(self.params["min_child_samples"]),
-            colsample_bytree=float(self.params["colsample_bytree"]),
-            subsample=float(self.params["subsample"]),
-            subsample_freq=1,
-            reg_lambda=float(self.params["reg_lambda"]),
-            random_state=self.seed,
-            n_jobs=N_JOBS,
-            deterministic=True,
-            force_col_wise=True,
-            verbose=-1,
-        )
+        common = {
+            "n_estimators": int(self.params["max_rounds"]),
+            "learning_rate": float(self.params["learning_rate"]),
+            "num_leaves": int(self.params["num_leaves"]),
+            "min_child_samples": int(self.params["min_child_samples"]),
+            "colsample_bytree": float(self.params["colsample_bytree"]),
+            "subsample": float(self.params["subsample"]),
+            "subsample_freq": 1,
+            "reg_lambda": float(self.params["reg_lambda"]),
+            "random_state": self.seed,
+            "n_jobs": N_JOBS,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbose": -1,
+        }
         if self.problem.is_classification:
             weight = self.params.get("class_weight")
             return LGBMClassifier(class_weight=None if weight in (None, "none") else weight, **common)

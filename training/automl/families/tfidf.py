@@ -21,9 +21,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
-from training.automl.problem import Problem
 from training.automl.sklearn_onnx import convert_estimator, convert_transformer, fit_without_orphan_ngrams
 from training.export import build_inverse_label
+from training.problem import Problem
 
 if TYPE_CHECKING:
     import optuna
