@@ -1,16 +1,4 @@
-"""The data lake: partitioned Parquet in a directory or an S3 bucket, a catalog beside it, and SQL over both.
-
-A lake is a root (``/data/lake`` or ``s3://bucket/prefix``) holding one folder of Hive-partitioned Parquet per
-dataset (``reviews/division_name=General/part-0.parquet``) and one catalog file, ``_tripod_catalog.json``, that
-maps each dataset name to its folder, format, schema, partition columns, row count and creation time.
-
-SQL runs in DuckDB.  Every catalog dataset is a view of the same name over ``read_parquet`` with Hive
-partitioning, so a filter on a partition column skips the other partitions' files (:class:`QueryResult` says
-how many files the scans read).  Object storage is read through an fsspec filesystem registered with DuckDB
-(s3fs), not DuckDB's own ``httpfs`` extension: s3fs takes its endpoint and credentials from the standard AWS
-environment variables and config files (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/config`` …), so
-any S3-compatible store works, and nothing is downloaded at run time.
-"""
+"""The lake's catalog and datasets: :class:`Lake` writes Hive-partitioned Parquet, records it, views it in SQL."""
 
 from __future__ import annotations
 
@@ -19,8 +7,7 @@ import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +15,15 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from training.data import load_table, write_table
-from training.errors import DataError
+from training.lake.sql import (
+    QueryResult,
+    connect_duckdb,
+    dataset_listing,
+    quote_identifier,
+    quote_literal,
+    run_sql,
+)
+from training.lake.storage import LakeError, is_remote, join_path, s3_filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +52,6 @@ _DUCKDB_TYPES = {
     "bool": "BOOLEAN",
     "date32[day]": "DATE",
 }
-
-
-class LakeError(DataError):
-    """A lake, dataset or query the user named that cannot be used (missing table, bad SQL, bad name...)."""
 
 
 @dataclass(frozen=True)
@@ -97,50 +87,6 @@ class DatasetEntry:
         return [column["name"] for column in self.schema]
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    """A query's rows and what the scans read.
-
-    Attributes:
-        frame: The result table.
-        files_read: Parquet files the scans opened, summed over scans (None when DuckDB did not say).
-        files_total: Files the scans could have opened (None when DuckDB did not say).
-    """
-
-    frame: pd.DataFrame
-    files_read: int | None = None
-    files_total: int | None = None
-
-    def describe(self) -> str:
-        """``"3 rows; read 1 of 4 Parquet files"``: partition pruning, visible."""
-        text = f"{len(self.frame)} row{'s' if len(self.frame) != 1 else ''}"
-        if self.files_read is not None and self.files_total:
-            text += f"; read {self.files_read} of {self.files_total} Parquet files"
-        return text
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in str(uri) and not str(uri).startswith("file://")
-
-
-def s3_filesystem() -> Any:
-    """An s3fs filesystem configured the standard AWS way (environment, ``~/.aws/config``, instance roles).
-
-    A custom endpoint (MinIO, Ceph, moto, …) comes from ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` or the
-    profile's ``endpoint_url``, all read by botocore.  A fresh instance each time: fsspec caches instances by
-    their arguments, and a cached one would keep an endpoint that the environment has since changed.
-    """
-    try:
-        import s3fs
-    except ImportError as exc:  # pragma: no cover - s3fs is in the train extra
-        raise LakeError("s3:// needs s3fs: pip install -e '.[train]'") from exc
-    return s3fs.S3FileSystem(skip_instance_cache=True)
-
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
-
-
 class Lake:
     """A lake root and its catalog.
 
@@ -174,12 +120,12 @@ class Lake:
     # -- paths ----------------------------------------------------------------------------------------------
     def _fs_path(self, *parts: str) -> str:
         """A path the fsspec filesystem understands (no protocol for s3fs)."""
-        path = _join(self.root, *parts)
+        path = join_path(self.root, *parts)
         return path.split("://", 1)[1] if self.remote else path
 
     def uri(self, *parts: str) -> str:
         """A path DuckDB understands: ``s3://…`` (through the registered filesystem) or a local path."""
-        return _join(self.root, *parts)
+        return join_path(self.root, *parts)
 
     # -- catalog --------------------------------------------------------------------------------------------
     def _read_catalog(self) -> dict[str, Any]:
@@ -223,7 +169,9 @@ class Lake:
         """
         entries = self._read_catalog()["datasets"]
         if name not in entries:
-            raise LakeError(f"no dataset {name!r} in the lake {self.root}; {_listing(sorted(entries))}")
+            raise LakeError(
+                f"no dataset {name!r} in the lake {self.root}; {dataset_listing(sorted(entries))}"
+            )
         return DatasetEntry(**entries[name])
 
     # -- ingest ---------------------------------------------------------------------------------------------
@@ -343,25 +291,25 @@ class Lake:
         """A DuckDB connection with one view per catalog dataset (and the S3 filesystem registered)."""
         con = connect_duckdb(s3=self.fs if self.remote else None)
         for entry in self.datasets():
-            con.execute(f"CREATE OR REPLACE VIEW {_quote(entry.name)} AS {self._select(entry)}")
+            con.execute(f"CREATE OR REPLACE VIEW {quote_identifier(entry.name)} AS {self._select(entry)}")
         return con
 
     def _select(self, entry: DatasetEntry) -> str:
-        pattern = _literal(self.uri(entry.location, "**", "*.parquet"))
+        pattern = quote_literal(self.uri(entry.location, "**", "*.parquet"))
         options = ["union_by_name = true"]
         if entry.partitions:
             types = {c["name"]: _DUCKDB_TYPES.get(c["type"], "VARCHAR") for c in entry.schema}
-            hive = ", ".join(f"{_literal(c)}: {_literal(types[c])}" for c in entry.partitions)
+            hive = ", ".join(f"{quote_literal(c)}: {quote_literal(types[c])}" for c in entry.partitions)
             options += ["hive_partitioning = true", f"hive_types = {{{hive}}}"]
         else:
             options.append("hive_partitioning = false")
-        columns = ", ".join(_quote(c) for c in entry.columns)
+        columns = ", ".join(quote_identifier(c) for c in entry.columns)
         return f"SELECT {columns} FROM read_parquet({pattern}, {', '.join(options)})"
 
     def read(self, name: str) -> pd.DataFrame:
         """A whole dataset as a DataFrame, columns in their ingested order."""
         self.dataset(name)  # a one-line error naming the datasets there are
-        return self.query(f"SELECT * FROM {_quote(name)}").frame
+        return self.query(f"SELECT * FROM {quote_identifier(name)}").frame
 
     def query(self, sql: str) -> QueryResult:
         """Run DuckDB SQL over the catalog's datasets (by name) and any paths DuckDB can read.
@@ -376,202 +324,6 @@ class Lake:
             con.close()
 
 
-def connect_duckdb(*, s3: Any | None = None) -> Any:
-    """A fresh in-memory DuckDB connection that records scan statistics; ``s3`` is registered for s3://."""
-    try:
-        import duckdb
-    except ImportError as exc:  # pragma: no cover - duckdb is in the train extra
-        raise LakeError("SQL needs duckdb: pip install -e '.[train]'") from exc
-    con = duckdb.connect(":memory:")
-    if s3 is not None:
-        con.register_filesystem(s3)
-    return con
-
-
-def run_sql(con: Any, sql: str, *, tables: Sequence[str] = ()) -> QueryResult:
-    """Run one statement and collect its result and how many Parquet files its scans read.
-
-    Raises:
-        LakeError: the SQL failed; the message is DuckDB's first line (plus the known tables when a table is
-            missing).
-    """
-    import duckdb
-
-    if not sql or not sql.strip():
-        raise LakeError("the SQL query is empty")
-    con.execute("SET enable_profiling = 'no_output'")
-    try:
-        relation = con.sql(sql)  # None for statements without a result (CREATE, SET ...)
-        frame = relation.df() if relation is not None else pd.DataFrame()
-    except duckdb.CatalogException as exc:
-        first = str(exc).splitlines()[0]
-        raise LakeError(f"{first.removeprefix('Catalog Error: ')} ({_listing(sorted(tables))})") from exc
-    except duckdb.Error as exc:
-        raise LakeError(f"SQL error: {str(exc).splitlines()[0]}") from exc
-    read, total = _scan_files(con)
-    return QueryResult(frame=frame, files_read=read, files_total=total)
-
-
-def _scan_files(con: Any) -> tuple[int | None, int | None]:
-    """Sum ``Scanning Files: k/n`` over the last query's Parquet scans, from DuckDB's profile."""
-    import duckdb
-
-    try:
-        info = json.loads(con.get_profiling_information(format="json"))
-    except (duckdb.Error, ValueError, TypeError):  # profiling is best effort: the rows are the answer
-        return None, None
-    read = total = 0
-    seen = False
-    stack = list(info.get("operator", info.get("children", [])))
-    while stack:
-        node = stack.pop()
-        stack.extend(node.get("children", []))
-        extra = node.get("extra_info") or {}
-        scanning = extra.get("Scanning Files") if isinstance(extra, dict) else None
-        if scanning and "/" in str(scanning):
-            k, n = str(scanning).split("/", 1)
-            if k.strip().isdigit() and n.strip().isdigit():
-                read, total, seen = read + int(k), total + int(n), True
-        elif (
-            isinstance(extra, dict)
-            and extra.get("Function") == "READ_PARQUET"
-            and "Total Files Read" in extra
-        ):
-            files = int(extra["Total Files Read"])
-            read, total, seen = read + files, total + files, True
-    return (read, total) if seen else (None, None)
-
-
-def _quote(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def _listing(names: Sequence[str]) -> str:
-    return f"datasets in the catalog: {', '.join(names)}" if names else "the catalog is empty"
-
-
 def _schema_text(entry: dict[str, Any]) -> str:
     columns = ", ".join(f"{c['name']}:{c['type']}" for c in entry["schema"])
     return f"[{columns}] partitioned by {entry['partitions'] or 'nothing'}"
-
-
-# -- reading any input --------------------------------------------------------------------------------------
-
-
-def read_source(source: str | Path) -> pd.DataFrame:
-    """Read a local CSV/Parquet file with :func:`training.data.load_table`, or one on S3 through s3fs."""
-    source = str(source)
-    if not is_remote(source):
-        return load_table(source)
-    if not source.startswith(("s3://", "s3a://")):
-        raise LakeError(f"unsupported source {source!r}: use a local file or s3://bucket/key")
-    fs = s3_filesystem()
-    name = source.rsplit("/", 1)[-1]
-    path = source.split("://", 1)[1]
-    if not fs.exists(path):
-        raise DataError(f"data file not found: {source}")
-    with tempfile.TemporaryDirectory(prefix="tripod-source-") as folder:
-        local = Path(folder) / name
-        fs.get(path, str(local))
-        return load_table(local)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Where a command's table comes from: a file, a lake dataset, or a SQL query (over a lake or files).
-
-    Exactly one of ``data``, ``dataset`` or ``sql`` is given; ``dataset`` needs ``lake``.
-    """
-
-    data: str | None = None
-    lake: str | None = None
-    dataset: str | None = None
-    sql: str | None = None
-
-    def validate(self) -> InputSpec:
-        given = [name for name in ("data", "dataset", "sql") if getattr(self, name)]
-        if len(given) != 1:
-            raise DataError(
-                'give the input as exactly one of --data FILE, --lake DIR --dataset NAME, or --sql "SELECT …"'
-                + (f" (got {', '.join('--' + g for g in given)})" if given else "")
-            )
-        if self.dataset and not self.lake:
-            raise DataError("--dataset needs --lake DIR_OR_S3_URI (or TRIPOD_LAKE)")
-        return self
-
-    def describe(self) -> str:
-        if self.data:
-            return str(self.data)
-        if self.dataset:
-            return f"{self.lake}#{self.dataset}"
-        return f"SQL {self.sql!r}" + (f" over {self.lake}" if self.lake else "")
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items() if v}
-
-
-def load_input(spec: InputSpec) -> pd.DataFrame:
-    """The table an :class:`InputSpec` names, as a DataFrame.
-
-    Raises:
-        DataError: the file cannot be read, the dataset or table is unknown, or the SQL fails.
-    """
-    spec.validate()
-    if spec.data:
-        return read_source(spec.data)
-    if spec.dataset:
-        return Lake(spec.lake or "").read(spec.dataset)
-    assert spec.sql
-    if spec.lake:
-        return Lake(spec.lake).query(spec.sql).frame
-    con = connect_duckdb()
-    try:
-        return run_sql(con, spec.sql).frame
-    finally:
-        con.close()
-
-
-@contextmanager
-def materialized_input(spec: InputSpec) -> Iterator[Path]:
-    """A local file holding the input: the file itself, or a temporary Parquet file of the dataset or query.
-
-    For commands whose pipeline takes a path (``tripod train``).
-    """
-    spec.validate()
-    if spec.data and not is_remote(spec.data):
-        yield Path(spec.data)
-        return
-    frame = load_input(spec)
-    with tempfile.TemporaryDirectory(prefix="tripod-input-") as folder:
-        name = spec.dataset or "query"
-        yield write_table(frame, Path(folder) / f"{name}.parquet")
-
-
-# -- module-level API -----------------------------------------------------------------------------------------
-
-
-def ingest(
-    source: str | Path,
-    lake: str | Path,
-    dataset: str,
-    *,
-    partition_by: Sequence[str] = (),
-    mode: IngestMode = "error",
-) -> DatasetEntry:
-    """Read ``source`` (CSV/Parquet, local or s3://) and write it into ``lake`` as ``dataset``."""
-    frame = read_source(source)
-    return Lake(lake).ingest(frame, dataset, partition_by=partition_by, mode=mode, source=str(source))
-
-
-def query(sql: str, lake: str | Path | None = None) -> pd.DataFrame:
-    """Run DuckDB SQL over the lake's datasets (by name) and return a DataFrame."""
-    return load_input(InputSpec(sql=sql, lake=str(lake) if lake else None))
-
-
-def read_dataset(lake: str | Path, dataset: str) -> pd.DataFrame:
-    """A whole dataset of the lake as a DataFrame."""
-    return Lake(lake).read(dataset)
