@@ -11,14 +11,9 @@ import pandas as pd
 import pytest
 
 from training.errors import DataError
-from training.explore import (
-    SECTIONS,
-    ExploreSettings,
-    cramers_v,
-    explore,
-    target_summary,
-    write_exploration,
-)
+from training.explore import ExploreSettings, explore, write_exploration
+from training.explore.report import SECTIONS
+from training.explore.statistics import cramers_v, target_summary
 
 PLOT_SECTIONS = ("target", "columns", "text", "correlations", "anomalies", "prediction-power")
 
