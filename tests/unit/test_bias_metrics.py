@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import bias_metrics as bm
-from training.bias import FacetSpec, LabelSpec, bias_analysis, metric_table
+from training.bias import FacetSpec, LabelSpec, bias_analysis
+from training.bias import metrics as bm
+from training.bias.analysis import metric_table
 
 
 def _frame() -> pd.DataFrame:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import bias_metrics as bm
 from training.bias import FacetSpec, LabelSpec, bias_analysis
+from training.bias import metrics as bm
 
 smclarify_report = pytest.importorskip("smclarify.bias.report")
 

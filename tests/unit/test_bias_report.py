@@ -1,41 +1,19 @@
-"""`tripod bias` and `tripod balance`: Clarify-shaped analysis.json, the HTML report, bad input, a served model."""
+"""`tripod bias`: Clarify-shaped analysis.json and the HTML report, one-line errors for bad input, a served model's
+predictions for post-training metrics (training/bias/report.py, analysis.py, tripod/cli_data.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from training.bias import BiasError, FacetSpec, LabelSpec, balance, bias_analysis, metric_table
+from tests.cli import error_line, run_cli
+from training.bias import BiasError, FacetSpec
 from tripod.cli_data import facet_specs
-
-
-def run_cli(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    """Run ``tripod ARGS`` in this process through the real entry point; returns (status, stdout, stderr)."""
-    from tripod import cli
-
-    monkeypatch.setattr(sys, "argv", ["tripod", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def error_line(err: str) -> str:
-    """The one error line, without the progress bars tqdm may have drawn before it."""
-    lines = [line for line in err.splitlines() if line.startswith("tripod: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -181,35 +159,6 @@ def test_facet_options_bind_to_the_facet_before_them() -> None:
         facet_specs(["--threshold", "3", "--facet", "a"])
     with pytest.raises(BiasError, match="not both"):
         facet_specs(["--facet", "a", "--threshold", "3", "--facet-value", "x"])
-
-
-def test_missing_facet_and_label_values_are_counted_and_left_out() -> None:
-    frame = pd.DataFrame(
-        {
-            "f": ["x", "y", None, "x", "y", "x", "y", "x"],
-            "y": ["pos", "neg", "pos", None, "pos", "neg", "neg", "pos"],
-        }
-    )
-    analysis = bias_analysis(frame, LabelSpec("y", ("pos",)), [FacetSpec("f")])
-    details = analysis["details"]
-    assert details["excluded"] == {"label_missing": 1, "facet_missing": {"f": 1}}
-    assert any("1 row(s) without a label" in w for w in details["warnings"])
-    assert any("without a value for facet 'f'" in w for w in details["warnings"])
-    clean = frame.dropna().reset_index(drop=True)
-    expected = bias_analysis(clean, LabelSpec("y", ("pos",)), [FacetSpec("f")])
-    pd.testing.assert_frame_equal(
-        metric_table(analysis, "pre_training", "f"), metric_table(expected, "pre_training", "f")
-    )
-
-
-def test_multiclass_label_through_several_positive_values() -> None:
-    frame = pd.DataFrame({"f": ["a", "a", "b", "b"], "rating": [5, 4, 3, 1]})
-    analysis = bias_analysis(frame, LabelSpec("rating", ("4", "5")), [FacetSpec("f", ("b",))])
-    table = metric_table(analysis, "pre_training", "f")
-    assert table.loc["b", "DPL"] == 1.0  # facet a all positive, facet d none
-    assert analysis["pre_training_bias_metrics"]["label_value_or_threshold"] == "4,5"
-    threshold = bias_analysis(frame, LabelSpec("rating", threshold=3), [FacetSpec("f", ("b",))])
-    assert metric_table(threshold, "pre_training", "f").loc["b", "DPL"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -401,59 +350,3 @@ def test_model_inputs_missing_from_the_table(
     )
     assert code == 2
     assert re.search(r"'review_body' not found; available columns: 'clothing_id'", error_line(err))
-
-
-def test_balance_by_class_and_by_facet_and_class(reviews: pd.DataFrame) -> None:
-    balanced, summary = balance(reviews, "sentiment", by="class", seed=1)
-    counts = balanced["sentiment"].value_counts()
-    assert counts.nunique() == 1 and counts.iloc[0] == reviews["sentiment"].value_counts().min()
-    assert balanced.index.is_monotonic_increasing
-
-    balanced, summary = balance(
-        reviews, "sentiment", by="facet-class", facet=FacetSpec("division_name"), seed=1
-    )
-    cells = balanced.groupby(["division_name", "sentiment"]).size()
-    assert cells.nunique() == 1 and len(cells) == 9
-    assert summary["dropped_missing"] == int(reviews["division_name"].isna().sum())
-    after = bias_analysis(balanced, LabelSpec("sentiment", ("positive",)), [FacetSpec("division_name")])
-    assert np.allclose(metric_table(after, "pre_training", "division_name")["DPL"], 0.0)
-
-    with pytest.raises(BiasError, match="needs a --facet"):
-        balance(reviews, "sentiment", by="facet-class")
-
-
-def test_balance_cli_reports_before_and_after(
-    reviews_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "balanced.parquet"
-    code, stdout, err = run_cli(
-        [
-            "balance",
-            "--data",
-            str(reviews_path),
-            "--label",
-            "sentiment",
-            "--by",
-            "facet-class",
-            "--facet",
-            "age",
-            "--threshold",
-            "40",
-            "--positive-label",
-            "positive",
-            "--out",
-            str(out),
-            "--report",
-            str(tmp_path / "rep"),
-        ],
-        monkeypatch,
-        capsys,
-    )
-    assert code == 0, err
-    assert re.search(r"age=\(40, \d+\]: CI -?[\d.]+ → -?0\.000, DPL -?[\d.]+ → -?0\.000", stdout), stdout
-    report = json.loads((tmp_path / "rep" / "balance.json").read_text())
-    assert report["rows_after"] == len(pd.read_parquet(out)) == 6 * report["rows_per_cell"]
-    page = (tmp_path / "rep" / "balance.html").read_text()
-    for section in ("counts", "metrics"):
-        body = page.split(f'<section id="{section}">')[1].split("</section>")[0]
-        assert "data:image/png;base64," in body
