@@ -68,8 +68,26 @@ class OnnxStages:
             "inverse_label": self.inverse_label,
         }
         for stage, path in paths.items():
-            onnx.save_model(graphs[stage], path)
+            graph = graphs[stage]
+            assert graph is not None
+            onnx.save_model(canonical_stage(graph, stage), path)
         return paths
+
+
+def canonical_stage(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """``model`` as it is written: its graph named ``name`` and its opset imports sorted by domain (a copy).
+
+    The same fitted model must give the same bytes (and the same sha256 in the manifest), and converters do not
+    promise that: skl2onnx names every graph with a random ``uuid4`` and lists opset domains in set order, which
+    changes with Python's string-hash seed from one process to the next.
+    """
+    canonical = onnx.ModelProto()
+    canonical.CopyFrom(model)
+    canonical.graph.name = name
+    imports = sorted((entry.domain, entry.version) for entry in canonical.opset_import)
+    del canonical.opset_import[:]
+    canonical.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports)
+    return canonical
 
 
 def remaining(deadline: float | None) -> float:

@@ -194,7 +194,11 @@ def convert_transformer(
         check_convertible(vectorizer)
     options = {id(v): {"tokenexp": tokenexp or v.token_pattern, "locale": LOCALE} for v in vectorizers}
     onx = convert_sklearn(
-        transformer, initial_types=initial_types(inputs), options=options, target_opset=TARGET_OPSET
+        transformer,
+        name="transformer",  # skl2onnx's default is a random uuid4: the same model would give different bytes
+        initial_types=initial_types(inputs),
+        options=options,
+        target_opset=TARGET_OPSET,
     )
     use_standard_l2_normalizer(onx)
     rename_value(onx.graph, onx.graph.output[0].name, FEATURES)
@@ -208,6 +212,7 @@ def convert_estimator(estimator: Any, n_features: int, *, classification: bool) 
     options = {id(estimator): {"zipmap": False}} if classification else {}
     onx = convert_sklearn(
         estimator,
+        name="classifier" if classification else "regressor",  # not skl2onnx's random default
         initial_types=[(FEATURES, FloatTensorType([None, n_features]))],
         options=options,
         target_opset=TARGET_OPSET,
