@@ -44,7 +44,7 @@ train: $(PREPARED)
 	$(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
 
 demo: train
-	$(PY) -m tripod.demo --model $(MODEL)/latest
+	$(PY) -m harness.demo --model $(MODEL)/latest
 
 serve: $(STAMP)
 	$(VENV)/bin/tripod serve --model $(MODEL)/latest

@@ -1,9 +1,18 @@
 """The model directory: the one contract between training and serving.
 
-A model directory holds the ONNX stages, ``manifest.json`` and any reports.  Training writes it with
-:func:`write_manifest`; serving opens it with :meth:`ModelArtifact.from_directory`, which refuses a directory
-whose files do not match the sha256 digests recorded in the manifest.  Nothing else crosses from training to
-serving, so this module imports only the standard library and pydantic.
+A model directory holds the ONNX stages, ``manifest.json``, ``manifest.sha256`` and any reports.  Training
+writes it with :func:`write_manifest`; serving opens it with :meth:`ModelArtifact.from_directory`, which
+refuses a directory unless
+
+- ``manifest.sha256`` matches ``manifest.json`` (so the manifest itself cannot be edited unnoticed: it is the
+  one file to sign, e.g. with a detached signature, since it pins the manifest, which pins every other file);
+- the manifest parses, has this schema version, and every file it lists is a plain relative path that stays
+  inside the directory (no ``..``, no absolute path, no symlink leading out) and matches its sha256.
+
+What the files *mean* (stage inputs and outputs fit each other, the labels are what ``inverse_label.onnx``
+emits) needs onnxruntime and is checked where the stages are opened (``services/runtime/stages.py``).
+
+Nothing else crosses from training to serving, so this module imports only the standard library and pydantic.
 """
 
 from __future__ import annotations
@@ -11,24 +20,39 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.errors import ModelIntegrityError
+from services.errors import ModelIntegrityError, StorageError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MANIFEST_DIGEST_NAME = "manifest.sha256"
 LATEST_LINK = "latest"
 _HASH_CHUNK = 1 << 20
+
+# Stage files and the tensor names that connect the stages (models/README.md).
+TRANSFORMER_FILE = "transformer.onnx"
+CLASSIFIER_FILE = "classifier.onnx"
+INVERSE_LABEL_FILE = "inverse_label.onnx"
+REGRESSOR_FILE = "regressor.onnx"
+FEATURES = "features"
+LABEL = "label"
+PROBABILITIES = "probabilities"
+PREDICTED_LABEL = "predicted_label"
+PREDICTIONS = "predictions"
 
 ProblemType = Literal["binary", "multiclass", "regression"]
 ColumnType = Literal["string", "float"]
 ColumnRole = Literal["text", "categorical", "numeric"]
 StageName = Literal["transformer", "classifier", "inverse_label", "regressor"]
-STAGES_BY_PROBLEM: dict[str, tuple[str, ...]] = {
+STAGE_NAMES: tuple[StageName, ...] = ("transformer", "classifier", "inverse_label", "regressor")
+STAGES_BY_PROBLEM: dict[str, tuple[StageName, ...]] = {
     "binary": ("transformer", "classifier", "inverse_label"),
     "multiclass": ("transformer", "classifier", "inverse_label"),
     "regression": ("transformer", "regressor"),
@@ -83,6 +107,25 @@ class Candidate(_Strict):
     params: dict[str, Any] = Field(description="JSON hyperparameters of the family")
 
 
+def contained_path(relative: str) -> PurePosixPath:
+    """A manifest file name as a path that cannot leave the model directory.
+
+    Raises:
+        ValueError: empty, absolute, a Windows drive or backslash, or a ``.``/``..`` component.
+    """
+    path = PurePosixPath(relative)
+    if (
+        not relative
+        or "\\" in relative
+        or "\x00" in relative
+        or path.is_absolute()
+        or any(part in ("", ".", "..") for part in relative.split("/"))
+        or (len(relative) > 1 and relative[1] == ":")
+    ):
+        raise ValueError(f"{relative!r} is not a plain relative path inside the model directory")
+    return path
+
+
 class Manifest(_Strict):
     """Everything needed to use a model directory, in JSON beside its ONNX files."""
 
@@ -92,7 +135,7 @@ class Manifest(_Strict):
     created_at: str
     problem_type: ProblemType
     target: str
-    inputs: list[InputColumn]
+    inputs: list[InputColumn] = Field(min_length=1)
     labels: list[str] = Field(description="label strings in class-index order; empty for regression")
     stages: dict[StageName, StageSpec]
     metrics: dict[str, float]
@@ -106,6 +149,19 @@ class Manifest(_Strict):
     def input_names(self) -> list[str]:
         return [column.name for column in self.inputs]
 
+    @property
+    def is_regression(self) -> bool:
+        return self.problem_type == "regression"
+
+    @field_validator("files")
+    @classmethod
+    def _files_stay_inside(cls, files: dict[str, str]) -> dict[str, str]:
+        for relative, digest in files.items():
+            contained_path(relative)
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"the digest of {relative!r} is not a sha256 hex string")
+        return files
+
     @model_validator(mode="after")
     def _stages_fit_the_problem(self) -> Manifest:
         expected = STAGES_BY_PROBLEM[self.problem_type]
@@ -115,6 +171,12 @@ class Manifest(_Strict):
             )
         if (self.problem_type == "regression") != (not self.labels):
             raise ValueError("labels are required for classification and must be empty for regression")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct, got {self.labels}")
+        if len(set(self.input_names)) != len(self.input_names):
+            raise ValueError(f"input column names must be distinct, got {self.input_names}")
+        for stage in self.stages.values():
+            contained_path(stage.file)
         return self
 
 
@@ -128,11 +190,16 @@ def sha256_file(path: Path) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def manifest_digest_line(manifest_bytes: bytes) -> str:
+    """The line of ``manifest.sha256``, in ``sha256sum`` format so ``sha256sum -c manifest.sha256`` checks it."""
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST_NAME}\n"
 
 
 def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
-    """Hash every file under ``model_dir`` (except the manifest) and write ``manifest.json``.
+    """Hash every file under ``model_dir``, write ``manifest.json``, then ``manifest.sha256`` over it.
 
     Returns:
         The manifest as written, with its ``files`` digests filled in.
@@ -140,31 +207,76 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
     files = {
         path.relative_to(model_dir).as_posix(): sha256_file(path)
         for path in sorted(model_dir.rglob("*"))
-        if path.is_file() and path.name != MANIFEST_NAME
+        if path.is_file() and path.name not in (MANIFEST_NAME, MANIFEST_DIGEST_NAME)
     }
     final = manifest.model_copy(update={"files": files})
-    (model_dir / MANIFEST_NAME).write_text(final.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    encoded = (final.model_dump_json(indent=2) + "\n").encode("utf-8")
+    (model_dir / MANIFEST_NAME).write_bytes(encoded)
+    (model_dir / MANIFEST_DIGEST_NAME).write_text(manifest_digest_line(encoded), encoding="utf-8")
     return final
 
 
-def read_manifest(model_dir: Path) -> Manifest:
-    """Parse ``manifest.json`` without checking file digests (see :func:`verify`)."""
+def resolve_model_dir(model_dir: Path) -> Path:
+    """The real directory behind ``model_dir`` (a ``latest`` link is followed).
+
+    Raises:
+        ModelIntegrityError: a symlink loop, or no directory there.
+    """
+    try:
+        resolved = Path(model_dir).resolve(strict=True)
+    except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way
+        raise ModelIntegrityError(f"{model_dir} is a symlink loop") from exc
+    except FileNotFoundError as exc:
+        raise ModelIntegrityError(f"{model_dir} does not exist") from exc
+    except OSError as exc:  # ELOOP from the OS, permission denied, …
+        raise ModelIntegrityError(f"{model_dir} cannot be opened: {exc.strerror or exc}") from exc
+    if not resolved.is_dir():
+        raise ModelIntegrityError(f"{model_dir} is not a model directory")
+    return resolved
+
+
+def _read_verified_manifest_bytes(model_dir: Path) -> bytes:
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ModelIntegrityError(f"{model_dir} is not a model directory: {MANIFEST_NAME} is missing")
+    data = path.read_bytes()
+    digest_path = model_dir / MANIFEST_DIGEST_NAME
+    if not digest_path.is_file():
+        raise ModelIntegrityError(
+            f"{MANIFEST_DIGEST_NAME} is missing from {model_dir}: the manifest cannot be verified (re-export the model)"
+        )
+    expected = digest_path.read_text(encoding="utf-8", errors="replace").split(maxsplit=1)[:1]
+    if expected != [hashlib.sha256(data).hexdigest()]:
+        raise ModelIntegrityError(
+            f"{MANIFEST_NAME} does not match {MANIFEST_DIGEST_NAME}: the manifest was modified after export"
+        )
+    return data
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """Parse a model directory's manifest after checking it against ``manifest.sha256``, without checking the
+    other files (see :meth:`ModelArtifact.from_directory`)."""
+    data = _read_verified_manifest_bytes(model_dir)
     try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
+        manifest = Manifest.model_validate_json(data)
     except ValidationError as exc:
-        raise ModelIntegrityError(f"{path} is not a valid manifest: {exc.error_count()} problem(s)") from exc
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "manifest"
+        raise ModelIntegrityError(
+            f"{model_dir / MANIFEST_NAME} is not a valid manifest: {where}: {first['msg']}"
+        ) from exc
     if manifest.schema_version != SCHEMA_VERSION:
         raise ModelIntegrityError(
-            f"{path} has schema version {manifest.schema_version}; this Tripod reads {SCHEMA_VERSION}"
+            f"{model_dir / MANIFEST_NAME} has schema version {manifest.schema_version}; this Tripod reads {SCHEMA_VERSION}"
         )
     return manifest
 
 
-def verify(model_dir: Path, manifest: Manifest) -> None:
-    """Refuse a model directory whose files are missing or differ from the manifest's digests."""
+def verify_files(model_dir: Path, manifest: Manifest) -> None:
+    """Refuse a model directory whose listed files are missing, lead outside it, or differ from their digests.
+
+    A path leading outside is refused before it is opened, so nothing outside the directory is ever read.
+    """
     for stage in manifest.stages.values():
         if stage.file not in manifest.files:
             raise ModelIntegrityError(
@@ -172,27 +284,98 @@ def verify(model_dir: Path, manifest: Manifest) -> None:
             )
     for relative, expected in manifest.files.items():
         path = model_dir / relative
-        if not path.is_file():
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(model_dir):
+            raise ModelIntegrityError(f"{relative} leads outside the model directory {model_dir}")
+        if not real.is_file():
             raise ModelIntegrityError(f"{relative} is listed in the manifest but missing from {model_dir}")
-        actual = sha256_file(path)
-        if actual != expected:
+        if sha256_file(real) != expected:
             raise ModelIntegrityError(
-                f"{relative} does not match its sha256 in the manifest (expected {expected[:12]}…, "
-                f"found {actual[:12]}…): the model directory was modified after export"
+                f"{relative} does not match its sha256 in the manifest: the model directory was modified after export"
             )
 
 
-def load_manifest(model_dir: Path) -> Manifest:
-    """Read and verify a model directory's manifest; the only way serving opens a model."""
-    resolved = Path(model_dir).resolve()
-    manifest = read_manifest(resolved)
-    verify(resolved, manifest)
-    return manifest
+@dataclass(frozen=True)
+class ModelGraphs:
+    """The stage graphs of a model and what they must fit: all the runtime needs to open and run them.
+
+    A verified model directory gives one (:attr:`ModelArtifact.graphs`); export builds one from the stage
+    files it just wrote (:meth:`from_files`), so its parity check runs the very code that will serve them.
+    """
+
+    paths: dict[StageName, Path]
+    inputs: list[InputColumn]
+    labels: list[str]
+    specs: dict[StageName, StageSpec] | None = None
+    """What the manifest says about each graph (checked when opened); None before export writes it."""
+
+    @property
+    def is_regression(self) -> bool:
+        return "regressor" in self.paths
+
+    @classmethod
+    def from_files(
+        cls, paths: Mapping[str, Path], inputs: Sequence[InputColumn], labels: Sequence[str]
+    ) -> ModelGraphs:
+        """Stage files that have no manifest yet (``transformer`` and ``classifier`` + ``inverse_label``, or
+        ``regressor``)."""
+        stages = {stage: Path(path) for stage, path in paths.items() if stage in STAGE_NAMES}
+        return cls(paths=stages, inputs=list(inputs), labels=list(labels))
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A verified model directory: where it is and what its manifest says.  Open one with
+    :meth:`from_directory`, once per process; everything that serves or predicts takes this object."""
+
+    directory: Path
+    """The resolved version directory (a ``latest`` link already followed)."""
+    manifest: Manifest
+
+    @classmethod
+    def from_directory(cls, model_dir: Path) -> ModelArtifact:
+        """Resolve, read and verify a model directory: the manifest against ``manifest.sha256``, every file
+        against the manifest.
+
+        Raises:
+            ModelIntegrityError: naming the first problem found.
+        """
+        directory = resolve_model_dir(model_dir)
+        manifest = read_manifest(directory)
+        verify_files(directory, manifest)
+        return cls(directory=directory, manifest=manifest)
+
+    @property
+    def graphs(self) -> ModelGraphs:
+        manifest = self.manifest
+        return ModelGraphs(
+            paths={stage: self.directory / spec.file for stage, spec in manifest.stages.items()},
+            inputs=manifest.inputs,
+            labels=manifest.labels,
+            specs=dict(manifest.stages),
+        )
+
+
+def ensure_model_root(model_root: Path) -> Path:
+    """Create ``models/<name>/`` (and its parents) if needed.
+
+    Raises:
+        StorageError: a file stands where a directory must be, or no permission.
+    """
+    try:
+        model_root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise StorageError(
+            f"cannot create the model directory {model_root}: {exc.filename} is a file"
+        ) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot create the model directory {model_root}: {exc.strerror or exc}") from exc
+    return model_root
 
 
 def next_version_dir(model_root: Path) -> Path:
     """The next free ``v<N>`` directory under ``models/<name>/``, created empty."""
-    model_root.mkdir(parents=True, exist_ok=True)
+    ensure_model_root(model_root)
     taken = [int(p.name[1:]) for p in model_root.glob("v*") if p.name[1:].isdigit()]
     version_dir = model_root / f"v{max(taken, default=0) + 1}"
     version_dir.mkdir()
@@ -205,8 +388,8 @@ def point_latest(model_root: Path, version_dir: Path) -> Path:
     tmp = model_root / f".{LATEST_LINK}.tmp"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(version_dir.name, tmp)
-    os.replace(tmp, link)
+    tmp.symlink_to(version_dir.name)
+    tmp.replace(link)
     return link
 
 

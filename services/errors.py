@@ -31,6 +31,12 @@ class NotAcceptable(TripodError):
     status_code = 406
 
 
+class RequestTimeout(TripodError):
+    """408: the client did not send the whole request within the read timeout."""
+
+    status_code = 408
+
+
 class PayloadTooLarge(TripodError):
     """413: the body or the number of records is over the configured limit."""
 
@@ -56,7 +62,16 @@ class ModelNotReady(TripodError):
 
 
 class ModelIntegrityError(TripodError):
-    """A model directory that is missing files or whose files differ from their manifest digests.
+    """A model directory that is missing files, whose files differ from their digests, or whose manifest does
+    not describe its graphs.
 
     Raised while loading, before any server accepts traffic, so it has no HTTP status of its own.
+    """
+
+
+class StorageError(TripodError):
+    """A path that cannot be read or written: a missing directory, a file where a directory must be, no
+    permission, a full disk, or an output that would overwrite its input.
+
+    Raised by file work (``tripod predict``, export), never by a request, so it has no HTTP status of its own.
     """

@@ -9,12 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.codecs.answers import CLASSIFICATION_KEYS, REGRESSION_KEYS
+from services.codecs.media import ACCEPT_TYPES
 from services.errors import TripodError
+from services.runtime.pipeline import DEFAULT_CHUNK_ROWS, Limits
 
 ENV_PREFIX = "TRIPOD_"
 DEFAULT_MODEL_DIR = Path("models/reviews/latest")
-RESPONSE_KEYS = ("predicted_label", "probability", "probabilities", "labels", "predicted_value")
-ACCEPT_TYPES = ("application/json", "application/jsonlines", "text/csv")
+RESPONSE_KEYS = (*CLASSIFICATION_KEYS, *REGRESSION_KEYS)
 
 
 class ServingSettings(BaseModel):
@@ -51,6 +53,21 @@ class ServingSettings(BaseModel):
     )
     onnx_threads: int = Field(1, gt=0, description="onnxruntime intra-op threads per stage session")
     timeout_s: int = Field(60, gt=0, description="request timeout of every service")
+    read_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="a request's headers, and then its body, must each arrive within this many seconds (else 408)",
+    )
+    shutdown_timeout_s: int = Field(
+        20,
+        gt=0,
+        description="after SIGTERM, in-flight requests get this long to finish before they are cancelled",
+    )
+    chunk_rows: int = Field(
+        DEFAULT_CHUNK_ROWS,
+        gt=0,
+        description="records per stage call: big requests run in chunks of this size",
+    )
     max_text_chars: int = Field(20_000, gt=0, description="longer text fields are cut to this length")
     response_keys: str = Field(
         "predicted_label,probability", description="default keys of /invocations answers (comma-separated)"
@@ -72,6 +89,12 @@ class ServingSettings(BaseModel):
         if value not in ACCEPT_TYPES:
             raise ValueError(f"expected one of {list(ACCEPT_TYPES)}, got {value!r}")
         return value
+
+    def limits(self) -> Limits:
+        """What one HTTP request may carry, for the pipeline."""
+        return Limits(
+            max_records=self.max_records, max_text_chars=self.max_text_chars, chunk_rows=self.chunk_rows
+        )
 
     def batching(self, stage: str) -> dict[str, int]:
         """Adaptive-batching options of one stage service: its own values, else the common ones."""

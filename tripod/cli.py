@@ -7,16 +7,20 @@ traceback means a bug.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+import typer.main
 
 from services.errors import TripodError
+from tripod.cli_data import register_data_commands
 
 app = typer.Typer(
     name="tripod",
@@ -27,6 +31,7 @@ app = typer.Typer(
 )
 
 USER_ERROR = 2
+INTERRUPTED = 130
 
 
 def fail(message: str) -> NoReturn:
@@ -36,8 +41,8 @@ def fail(message: str) -> NoReturn:
 
 def _require_training() -> None:
     try:
-        import sklearn  # noqa: F401
         import skl2onnx  # noqa: F401
+        import sklearn  # noqa: F401
     except ImportError:
         fail("this command needs the training extras: pip install -e '.[train]'")
 
@@ -86,10 +91,12 @@ def train(
 ) -> None:
     """Train the TF-IDF + logistic regression baseline and export it as three ONNX stages."""
     _require_training()
+    from services.artifacts import ensure_model_root
     from training.lake import materialized_input
     from training.train import run_training
     from tripod.cli_data import input_spec
 
+    ensure_model_root(out)  # a bad --out fails now, not after training
     columns = [name.strip() for name in text_columns.split(",") if name.strip()]
     with materialized_input(input_spec(str(data) if data else None, lake, dataset, sql)) as path:
         version_dir = run_training(path, target, columns, out, seed=seed, sample=sample)
@@ -152,9 +159,12 @@ def automl(
 ) -> None:
     """Infer the problem, search candidates within the budget, export the best as ONNX stages."""
     _require_training()
+    from services.artifacts import ensure_model_root
     from training.automl.run import run_automl
     from training.lake import materialized_input
     from tripod.cli_data import input_spec
+
+    ensure_model_root(out)  # a bad --out fails now, not after the search
 
     if problem_type not in ("auto", "binary", "multiclass", "regression"):
         fail(f"--problem-type must be auto, binary, multiclass or regression, not {problem_type!r}")
@@ -189,14 +199,18 @@ def predict(
     model: Annotated[Path, typer.Option(help="model directory (or its latest link)")],
     input: Annotated[Path, typer.Option("--input", help="CSV with a header, or JSON Lines")],
     output: Annotated[Path, typer.Option(help="predictions to write (.jsonl or .csv)")],
-    batch_size: Annotated[int, typer.Option(min=1, help="rows per ONNX call")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="records per ONNX call")] = 256,
 ) -> None:
-    """Predict every row of a file with the same ONNX runtime the server uses."""
-    from services.batch import predict_file
-    from services.runtime import InferencePipeline
+    """Predict every row of a file with the same pipeline the server uses."""
+    from services.batch.files import predict_file
+    from services.runtime.pipeline import Limits, Pipeline
+    from services.settings import ServingSettings
 
-    pipeline = InferencePipeline.from_directory(model)
-    rows = predict_file(pipeline, input, output, batch_size=batch_size)
+    settings = ServingSettings.from_env()
+    limits = Limits(max_text_chars=settings.max_text_chars, chunk_rows=batch_size)
+    pipeline = Pipeline.from_directory(model, threads=settings.onnx_threads, limits=limits)
+    with _sigterm_as_interrupt():
+        rows = predict_file(pipeline, input, output, batch_size=batch_size)
     typer.echo(f"wrote {rows} predictions to {output}")
 
 
@@ -204,7 +218,9 @@ def predict(
 def serve(
     model: Annotated[Path | None, typer.Option(help="model directory; default $TRIPOD_MODEL_DIR")] = None,
     host: Annotated[str | None, typer.Option(help="address (127.0.0.1; 0.0.0.0 with --sagemaker)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (3000; 8080 with --sagemaker)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port (3000; 8080 with --sagemaker)")
+    ] = None,
     sagemaker: Annotated[
         bool, typer.Option("--sagemaker", help="the SageMaker container contract, on 0.0.0.0:8080")
     ] = False,
@@ -222,8 +238,9 @@ def serve(
 ) -> None:
     """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
     as three stage services with --stages services)."""
-    from services.artifacts import load_manifest
-    from services.sagemaker_entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
+    from services.http.entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
+    from services.http.worker import die_with_parent
+    from services.runtime.pipeline import Pipeline
     from services.settings import ENV_PREFIX, ServingSettings
 
     settings = ServingSettings.from_env()
@@ -241,14 +258,21 @@ def serve(
     )
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
-    manifest = load_manifest(settings.model_dir)  # refuse a broken model before starting any process
-    where = f"{settings.model_dir} on http://{host}:{port}"
-    typer.echo(f"serving {manifest.name} {manifest.version} from {where}")
+    # Refuse a broken model (files, manifest, graphs) and a taken port before starting any process.
+    manifest = Pipeline.from_directory(settings.model_dir).manifest
+    _require_free_port(host, port)
+    typer.echo(
+        f"serving {manifest.name} {manifest.version} from {settings.model_dir} on http://{host}:{port}"
+    )
     # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
     # starts, so two servers sharing a home wipe each other's metrics: each server gets a home of its own.
     with tempfile.TemporaryDirectory(prefix="tripod-bentoml-home-") as home:
         env = {**os.environ, **settings.environ(), "BENTOML_HOME": home}
-        process = subprocess.Popen(bentoml_serve_command(host, port), env=env)
+        graceful = ["--timeout-graceful-shutdown", str(settings.shutdown_timeout_s)]
+        # The server dies with this process even when it is killed with SIGKILL (no orphan keeps the port).
+        process = subprocess.Popen(  # noqa: PLW1509 - this process runs no threads; prctl is async-signal-safe
+            bentoml_serve_command(host, port, extra=graceful), env=env, preexec_fn=die_with_parent
+        )
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
             code = process.wait()
@@ -258,18 +282,64 @@ def serve(
     raise SystemExit(code)
 
 
-# Data commands (ingest, query, datasets, explore, bias, balance) live in their own module.
-from tripod.cli_data import register_data_commands
+def _require_free_port(host: str, port: int) -> None:
+    """Fail with one line when the address cannot be bound (in use, or not an address of this machine)."""
+    import socket
 
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        fail(f"--host {host!r} is not an address: {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM stop a command the way Ctrl-C does, so its clean-up (partial files) runs either way."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# Data commands (ingest, query, datasets, explore, bias, balance) live in their own module.
 register_data_commands(app)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: every user mistake — a bad option, a missing file, a broken model — is one line on
+    stderr and exit status 2; an interrupt is one line and 130."""
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(
+            args=list(argv) if argv is not None else None, prog_name="tripod", standalone_mode=False
+        )
     except TripodError as exc:
         fail(str(exc))
+    except typer.Abort:
+        typer.echo("tripod: interrupted", err=True)
+        raise SystemExit(INTERRUPTED) from None
+    except KeyboardInterrupt:
+        typer.echo("tripod: interrupted", err=True)
+        raise SystemExit(INTERRUPTED) from None
+    except typer.TyperException as exc:  # a usage mistake: unknown option, bad value, missing option
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tripod` alone: the help, not an error
+            typer.echo(message)
+            raise SystemExit(0) from None
+        fail(" ".join(message.split()))
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ measures and exercises exactly what a user starts.  Only the standard library is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,10 +76,8 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=grace_s)
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tripod.server_process import http_json, running_server
+from harness.server import http_json, running_server
 
 REVIEWS = {
     "clearly positive": "I love this dress! The fabric is soft, it fits perfectly and I got so many compliments.",

@@ -3,14 +3,14 @@
 Inputs: one tensor per input column, named as the column, shape ``[n]`` or ``[n, 1]``: ``BYTES`` for string
 columns, a numeric type (``FP32`` advertised) for numeric ones.  Outputs: ``predicted_label`` (``BYTES``,
 ``[n]``) and ``probabilities`` (``FP32``, ``[n, n_classes]``, columns in label order) for classification,
-``predicted_value`` (``FP32``, ``[n]``) for regression.  Tensors travel as JSON ``data`` or, with Triton's
-binary tensor data extension (what ``tritonclient`` sends by default), as raw bytes after the JSON header
-(``Inference-Header-Content-Length``); answers use binary for the outputs that ask for it.
+``predicted_value`` (``FP32``, ``[n]``) for regression.  Tensors travel as JSON ``data`` (flat or nested as
+the shape) or, with Triton's binary tensor data extension (what ``tritonclient`` sends by default), as raw
+bytes after the JSON header (``Inference-Header-Content-Length``); answers use binary for the outputs that ask
+for it.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.artifacts import InputColumn, Manifest
+from services.codecs.json_records import encode_json
 from services.errors import InvalidInput, SchemaError
-from services.runtime import PredictionBatch, coerce_value
+from services.runtime.predictions import PredictionBatch
+from services.runtime.schema import Tensors
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PREDICTED_LABEL = "predicted_label"
@@ -69,26 +70,6 @@ class InferenceRequest(_Message):
     outputs: list[RequestOutput] = Field(default_factory=list)
 
 
-class TensorMetadata(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ServerMetadata(BaseModel):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class ModelMetadata(BaseModel):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
 class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
@@ -102,31 +83,6 @@ class InferenceResponse(BaseModel):
     model_version: str
     id: str
     outputs: list[ResponseOutput]
-
-
-class ErrorBody(BaseModel):
-    error: str
-
-
-def model_metadata(manifest: Manifest) -> ModelMetadata:
-    inputs = [
-        TensorMetadata(name=c.name, datatype="BYTES" if c.dtype == "string" else "FP32", shape=[-1])
-        for c in manifest.inputs
-    ]
-    if manifest.problem_type == "regression":
-        outputs = [TensorMetadata(name=PREDICTED_VALUE, datatype="FP32", shape=[-1])]
-    else:
-        outputs = [
-            TensorMetadata(name=PREDICTED_LABEL, datatype="BYTES", shape=[-1]),
-            TensorMetadata(name=PROBABILITIES, datatype="FP32", shape=[-1, len(manifest.labels)]),
-        ]
-    return ModelMetadata(
-        name=manifest.name,
-        versions=[manifest.version],
-        platform="onnxruntime_onnx",
-        inputs=inputs,
-        outputs=outputs,
-    )
 
 
 def parse_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
@@ -149,17 +105,21 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[InferenceRequ
         raise InvalidInput(f"invalid inference request: {where}: {first['msg']}") from exc
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flat(data: Any, tensor: RequestInput) -> list[Any]:
+    """JSON ``data`` as a flat list: flat already, or nested one level as ``[n, 1]`` (never deeper, so a
+    hostile nesting cannot recurse)."""
     if not isinstance(data, list):
-        return [data]
-    flat: list[Any] = []
-    for item in data:
-        flat.extend(_flatten(item))
-    return flat
+        raise SchemaError(f"input {tensor.name!r}: data must be a list")
+    if len(tensor.shape) == 2 and data and all(isinstance(item, list) for item in data):
+        if any(len(item) != 1 for item in data):
+            raise SchemaError(f"input {tensor.name!r}: rows of shape {tensor.shape} hold one element each")
+        return [item[0] for item in data]
+    return data
 
 
 def _deserialize_bytes(raw: bytes, name: str) -> list[bytes]:
-    items, offset = [], 0
+    items: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
             raise InvalidInput(f"input {name!r}: binary BYTES data ends inside an element length")
@@ -172,87 +132,66 @@ def _deserialize_bytes(raw: bytes, name: str) -> list[bytes]:
     return items
 
 
-def _tensor_values(tensor: RequestInput, binary: bytes, offset: int) -> tuple[list[Any], int]:
+def _values(tensor: RequestInput, binary: bytes, offset: int) -> tuple[list[Any], int]:
     """The tensor's flat elements and the offset of the next binary tensor."""
+    if tensor.datatype != "BYTES" and tensor.datatype not in NUMERIC_TYPES:
+        raise SchemaError(f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}")
     size = tensor.parameters.get("binary_data_size")
     if size is None:
         if tensor.data is None:
             raise SchemaError(f"input {tensor.name!r} has neither data nor binary_data_size")
-        return _flatten(tensor.data), offset
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+        values = _flat(tensor.data, tensor)
+    elif not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
         raise InvalidInput(f"input {tensor.name!r}: binary_data_size {size!r} does not fit the binary data")
-    raw = binary[offset : offset + size]
-    if tensor.datatype == "BYTES":
-        values: list[Any] = _deserialize_bytes(raw, tensor.name)
     else:
-        dtype = np.dtype(NUMERIC_TYPES[tensor.datatype])
-        if size % dtype.itemsize:
-            raise InvalidInput(
-                f"input {tensor.name!r}: {size} bytes is not a whole number of {tensor.datatype}"
-            )
-        values = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).tolist()
-    return values, offset + size
+        raw = binary[offset : offset + size]
+        offset += size
+        if tensor.datatype == "BYTES":
+            values = _deserialize_bytes(raw, tensor.name)
+        else:
+            dtype = np.dtype(NUMERIC_TYPES[tensor.datatype])
+            if size % dtype.itemsize:
+                raise InvalidInput(
+                    f"input {tensor.name!r}: {size} bytes is not a whole number of {tensor.datatype}"
+                )
+            values = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).tolist()
+    if tensor.datatype == "BYTES":
+        values = [_text(value, tensor.name, index) for index, value in enumerate(values)]
+    return values, offset
 
 
-def _column_value(value: Any, tensor: RequestInput, column: InputColumn, index: int) -> object:
-    where = f"record {index}: input {tensor.name!r}"
-    if column.dtype == "string" and isinstance(value, bytes):
+def _text(value: Any, name: str, index: int) -> Any:
+    """A BYTES element as text: binary elements are UTF-8 bytes; JSON ones are strings already."""
+    if isinstance(value, bytes):
         try:
-            value = value.decode("utf-8")
+            return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
-    return coerce_value(value, column, where)
+            raise InvalidInput(
+                f"record {index}: input {name!r} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+            ) from exc
+    return value
 
 
-def decode_inputs(request: InferenceRequest, binary: bytes, inputs: Sequence[InputColumn]) -> np.ndarray:
-    """The request's input tensors as an object array ``(n_samples, n_inputs)`` in manifest order.
+def decode_inputs(request: InferenceRequest, binary: bytes) -> Tensors:
+    """The request's input tensors as flat lists by name (the schema checks names and types).
 
     Raises:
         InvalidInput: binary data that does not match its declared sizes, or BYTES that are not UTF-8.
-        SchemaError: a missing, unknown, repeated or mistyped input, a bad shape, or inputs of unequal length.
+        SchemaError: a repeated input, a bad shape, or a shape that disagrees with the data.
     """
-    names = [column.name for column in inputs]
-    by_name: dict[str, RequestInput] = {}
-    for tensor in request.inputs:
-        if tensor.name in by_name:
-            raise SchemaError(f"input {tensor.name!r} is given twice")
-        by_name[tensor.name] = tensor
-    unknown = sorted(set(by_name) - set(names))
-    if unknown:
-        raise SchemaError(f"unknown input(s) {unknown}; the model takes {names}")
-    flat: dict[str, list[Any]] = {}
+    columns: dict[str, list[Any]] = {}
     offset = 0
     for tensor in request.inputs:  # binary tensors follow the header in request order
-        column = inputs[names.index(tensor.name)]
-        expected = "BYTES" if column.dtype == "string" else "a numeric type"
-        if (column.dtype == "string") != (tensor.datatype == "BYTES") or (
-            tensor.datatype != "BYTES" and tensor.datatype not in NUMERIC_TYPES
-        ):
-            raise SchemaError(f"input {tensor.name!r} must be {expected}, got {tensor.datatype!r}")
+        if tensor.name in columns:
+            raise SchemaError(f"input {tensor.name!r} is given twice")
         shape = tensor.shape
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
             raise SchemaError(f"input {tensor.name!r} must have shape [n] or [n, 1], got {shape}")
-        values, offset = _tensor_values(tensor, binary, offset)
+        values, offset = _values(tensor, binary, offset)
         if len(values) != shape[0]:
             raise SchemaError(f"input {tensor.name!r} has shape {shape} but {len(values)} element(s)")
-        flat[tensor.name] = values
-    for name in names:
-        if name not in flat:
-            raise SchemaError(f"input {name!r} is required; the model takes {names}")
-    lengths = {len(values) for values in flat.values()}
-    if len(lengths) > 1:
-        raise SchemaError(
-            f"inputs have different lengths {sorted(lengths)}; each must hold one element per record"
-        )
-    n = lengths.pop()
-    if n == 0:
-        raise SchemaError("inputs must hold at least one record")
-    columns = np.empty((n, len(inputs)), dtype=object)
-    for position, (name, column) in enumerate(zip(names, inputs, strict=True)):
-        tensor = by_name[name]
-        for index, value in enumerate(flat[name]):
-            columns[index, position] = _column_value(value, tensor, column, index)
-    return columns
+        columns[tensor.name] = values
+    return Tensors(columns)
 
 
 def _requested(request: InferenceRequest, available: Sequence[str]) -> list[tuple[str, bool]]:
@@ -268,12 +207,21 @@ def _requested(request: InferenceRequest, available: Sequence[str]) -> list[tupl
     return chosen
 
 
+def check_outputs(request: InferenceRequest, regression: bool) -> None:
+    """Refuse an unknown requested output before any work is done.
+
+    Raises:
+        InvalidInput: naming the output.
+    """
+    _requested(request, [PREDICTED_VALUE] if regression else [PREDICTED_LABEL, PROBABILITIES])
+
+
 def _serialize_bytes(values: Sequence[str]) -> bytes:
     return b"".join(_LENGTH.pack(len(encoded)) + encoded for encoded in (v.encode("utf-8") for v in values))
 
 
 def encode_response(
-    request: InferenceRequest, batch: PredictionBatch, manifest: Manifest
+    request: InferenceRequest, batch: PredictionBatch, model_name: str, model_version: str
 ) -> tuple[bytes, int | None]:
     """The response body and, when any output is binary, the length of its JSON header."""
     if batch.values is not None:
@@ -304,26 +252,9 @@ def encode_response(
             flat = data if datatype == "BYTES" else np.asarray(data, dtype=np.float64).reshape(-1).tolist()
             outputs.append(ResponseOutput(name=name, shape=shape, datatype=datatype, data=flat))
     response = InferenceResponse(
-        model_name=manifest.name, model_version=manifest.version, id=request.id, outputs=outputs
+        model_name=model_name, model_version=model_version, id=request.id, outputs=outputs
     )
-    header = json.dumps(response.model_dump(exclude_none=True)).encode()
+    header = encode_json(response.model_dump(exclude_none=True))
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's JSON schema with every ``$ref`` inlined, for an OpenAPI ``requestBody`` written by hand."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return resolve(schema)

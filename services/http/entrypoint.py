@@ -5,7 +5,7 @@ SageMaker runs an inference image as ``docker run IMAGE serve`` and expects ``GE
 ``/opt/ml/model``.  The Bento's Dockerfile (``services/Dockerfile.template``) puts this script in front of
 BentoML's own entry point:
 
-- ``serve [ARGS…]``: ``bentoml serve`` of the Bento (``$BENTO_PATH``, or ``services.service:Tripod`` outside a
+- ``serve [ARGS…]``: ``bentoml serve`` of the Bento (``$BENTO_PATH``, or ``services.http.service:Tripod`` outside a
   container) on ``0.0.0.0:8080``; SageMaker's variables are mapped onto Tripod's settings (below).
 - anything else (no arguments, ``bash``, ``serve-http``, …) goes to BentoML's entry point unchanged.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 SAGEMAKER_PORT = 8080
 SAGEMAKER_HOST = "0.0.0.0"
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
-SERVICE = "services.service:Tripod"
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "services.http.service:Tripod"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 BENTOML_ENTRYPOINT = "env/docker/entrypoint.sh"
 """BentoML's own entry point, relative to ``$BENTO_PATH``."""
 VARIABLES = {

@@ -1,0 +1,48 @@
+"""Answers in SageMaker's shapes: rows with the chosen keys, encoded as JSON, JSON Lines or CSV.
+
+``application/json``: ``{"predictions": [...]}``; ``application/jsonlines``: one object per line;
+``text/csv``: one row per record, no header, keys in the requested order, lists as JSON arrays.  Files
+written by ``tripod predict`` and, later, batch-transform outputs use the same encoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from services.codecs.csv_records import encode_csv
+from services.codecs.json_records import encode_json, encode_jsonlines
+from services.codecs.media import CSV, JSON, JSONLINES
+from services.runtime.predictions import PredictionBatch
+
+CLASSIFICATION_KEYS = ("predicted_label", "probability", "probabilities", "labels")
+REGRESSION_KEYS = ("predicted_value",)
+
+
+def answer_rows(batch: PredictionBatch, keys: Sequence[str]) -> list[dict[str, object]]:
+    """One dict per record with exactly ``keys``: labels and probabilities are lists in label order."""
+    if batch.values is not None:
+        return [{"predicted_value": float(value)} for value in np.asarray(batch.values, dtype=np.float64)]
+    assert batch.labels is not None and batch.probabilities is not None
+    labels = list(batch.class_names)
+    rows = []
+    for label, row in zip(batch.labels, np.asarray(batch.probabilities, dtype=np.float64), strict=True):
+        full: dict[str, object] = {
+            "predicted_label": str(label),
+            "probability": float(row.max()),
+            "probabilities": row.tolist(),
+            "labels": labels,
+        }
+        rows.append({key: full[key] for key in keys})
+    return rows
+
+
+def encode_answer(rows: Sequence[Mapping[str, object]], kind: str) -> bytes:
+    """Serialize answer rows as ``kind`` (JSON, JSON Lines or CSV)."""
+    if kind == JSON:
+        return encode_json({"predictions": list(rows)})
+    if kind == JSONLINES:
+        return encode_jsonlines(rows)
+    assert kind == CSV, kind
+    return encode_csv(rows)

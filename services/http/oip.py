@@ -1,0 +1,336 @@
+"""The Open Inference Protocol v2 routes (KServe v2, Triton's HTTP API), with Triton's model configuration,
+model repository and statistics extensions, so every call ``tritonclient`` offers gets a JSON answer.
+
+Health, server and model metadata, readiness and ``infer`` (JSON or binary tensors; request bodies may be
+gzip or deflate, which ``tritonclient`` offers) are the core protocol.  ``/config`` describes the model as a
+Triton model configuration; ``/v2/repository/index`` lists the one model this server holds; ``/stats`` gives
+Triton's inference statistics from Tripod's Prometheus metrics, summed over every worker.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from services.artifacts import Manifest
+from services.codecs.json_records import encode_json
+from services.codecs.oip import (
+    HEADER_LENGTH,
+    PREDICTED_LABEL,
+    PREDICTED_VALUE,
+    PROBABILITIES,
+    InferenceRequest,
+    InferenceResponse,
+    check_outputs,
+    decode_inputs,
+    encode_response,
+    parse_request,
+)
+from services.errors import ModelNotFound
+from services.http.errors import ERROR_RESPONSES, maps_errors
+from services.http.state import ServingState, serving_state
+from services.monitoring.metrics import metric_totals
+from services.runtime.pipeline import Call
+
+router = APIRouter(tags=["Open Inference Protocol"])
+State = Annotated[ServingState, Depends(serving_state)]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+PLATFORM = "onnxruntime_onnx"
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+def _tripod_version() -> str:
+    try:
+        return version("tripod")
+    except PackageNotFoundError:  # running from a Bento's source tree, not an install
+        return "unknown"
+
+
+def model_tensors(manifest: Manifest) -> tuple[list[TensorMetadata], list[TensorMetadata]]:
+    """The model's input and output tensors as the protocol names them."""
+    inputs = [
+        TensorMetadata(name=c.name, datatype="BYTES" if c.dtype == "string" else "FP32", shape=[-1])
+        for c in manifest.inputs
+    ]
+    if manifest.is_regression:
+        outputs = [TensorMetadata(name=PREDICTED_VALUE, datatype="FP32", shape=[-1])]
+    else:
+        outputs = [
+            TensorMetadata(name=PREDICTED_LABEL, datatype="BYTES", shape=[-1]),
+            TensorMetadata(name=PROBABILITIES, datatype="FP32", shape=[-1, len(manifest.labels)]),
+        ]
+    return inputs, outputs
+
+
+def model_metadata(manifest: Manifest) -> ModelMetadata:
+    inputs, outputs = model_tensors(manifest)
+    return ModelMetadata(
+        name=manifest.name, versions=[manifest.version], platform=PLATFORM, inputs=inputs, outputs=outputs
+    )
+
+
+def model_config(manifest: Manifest) -> dict[str, Any]:
+    """The model as a Triton model configuration (what ``get_model_config`` reads)."""
+    inputs, outputs = model_tensors(manifest)
+
+    def entry(tensor: TensorMetadata) -> dict[str, Any]:
+        return {
+            "name": tensor.name,
+            "data_type": f"TYPE_{'STRING' if tensor.datatype == 'BYTES' else tensor.datatype}",
+            "dims": tensor.shape,
+        }
+
+    return {
+        "name": manifest.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "version_policy": {"specific": {"versions": [manifest.version]}},
+        "max_batch_size": 0,
+        "input": [entry(t) for t in inputs],
+        "output": [entry(t) for t in outputs],
+        "parameters": {"candidate": {"string_value": manifest.candidate.family}},
+    }
+
+
+def served_model(state: ServingState, name: str, model_version: str | None = None) -> Manifest:
+    """The manifest if ``name`` (and ``model_version``, when given) is what this server serves.
+
+    Raises:
+        ModelNotFound: another name or version.
+    """
+    manifest = state.pipeline.manifest
+    if name != manifest.name or model_version not in (None, "", manifest.version):
+        wanted = name if not model_version else f"{name} version {model_version}"
+        raise ModelNotFound(f"no model {wanted!r}; this server serves {manifest.name!r} {manifest.version}")
+    return manifest
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(encode_json(payload), status_code=status, media_type="application/json")
+
+
+@router.get("/v2", response_model=ServerMetadata)
+@maps_errors
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="tripod", version=_tripod_version(), extensions=EXTENSIONS)
+
+
+@router.get("/v2/health/live")
+@maps_errors
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready")
+@maps_errors
+async def server_ready(state: State) -> Response:
+    ready = await state.ready()
+    return _json({"ready": ready}, 200 if ready else 503)
+
+
+@router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+@maps_errors
+async def get_model_metadata(state: State, model_name: str) -> ModelMetadata:
+    return model_metadata(served_model(state, model_name))
+
+
+@router.get(
+    "/v2/models/{model_name}/versions/{model_version}",
+    response_model=ModelMetadata,
+    responses=ERROR_RESPONSES,
+)
+@maps_errors
+async def get_model_version_metadata(state: State, model_name: str, model_version: str) -> ModelMetadata:
+    return model_metadata(served_model(state, model_name, model_version))
+
+
+@router.get("/v2/models/{model_name}/ready", responses=ERROR_RESPONSES)
+@maps_errors
+async def model_ready(state: State, model_name: str) -> Response:
+    return await _ready(state, model_name, None)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", responses=ERROR_RESPONSES)
+@maps_errors
+async def model_version_ready(state: State, model_name: str, model_version: str) -> Response:
+    return await _ready(state, model_name, model_version)
+
+
+async def _ready(state: ServingState, model_name: str, model_version: str | None) -> Response:
+    manifest = served_model(state, model_name, model_version)
+    ready = await state.ready()
+    return _json({"name": manifest.name, "ready": ready}, 200 if ready else 503)
+
+
+@router.get("/v2/models/{model_name}/config", responses=ERROR_RESPONSES)
+@maps_errors
+async def get_model_config(state: State, model_name: str) -> dict[str, Any]:
+    return model_config(served_model(state, model_name))
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/config", responses=ERROR_RESPONSES)
+@maps_errors
+async def get_model_version_config(state: State, model_name: str, model_version: str) -> dict[str, Any]:
+    return model_config(served_model(state, model_name, model_version))
+
+
+@router.post("/v2/repository/index")
+@maps_errors
+async def repository_index(state: State) -> list[dict[str, str]]:
+    manifest = state.pipeline.manifest
+    ready = await state.ready()
+    return [
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "state": "READY" if ready else "UNAVAILABLE",
+            "reason": "",
+        }
+    ]
+
+
+def inference_statistics(manifest: Manifest) -> dict[str, Any]:
+    """Triton's statistics for the one model, from the metrics every worker writes.
+
+    ``inference_count`` counts records, ``execution_count`` calls of the pipeline; ``compute_input`` is
+    decoding, ``compute_infer`` the stages, ``compute_output`` encoding (nanoseconds, summed).
+    """
+    totals = metric_totals()
+    calls = int(totals.get("tripod_request_records_count", 0))
+
+    def duration(*stages: str) -> dict[str, int]:
+        seconds = sum(totals.get(f"tripod_stage_duration_seconds_sum{{stage={s}}}", 0.0) for s in stages)
+        count = max(
+            (int(totals.get(f"tripod_stage_duration_seconds_count{{stage={s}}}", 0)) for s in stages),
+            default=0,
+        )
+        return {"count": count, "ns": int(seconds * 1e9)}
+
+    infer = duration("transformer", "classifier", "inverse_label", "regressor")
+    return {
+        "model_stats": [
+            {
+                "name": manifest.name,
+                "version": manifest.version,
+                "last_inference": int(time.time() * 1000) if calls else 0,
+                "inference_count": int(totals.get("tripod_request_records_sum", 0)),
+                "execution_count": calls,
+                "inference_stats": {
+                    "success": {"count": calls, "ns": infer["ns"]},
+                    "fail": {"count": 0, "ns": 0},
+                    "queue": {"count": 0, "ns": 0},
+                    "compute_input": duration("decode"),
+                    "compute_infer": infer,
+                    "compute_output": duration("encode"),
+                },
+                "batch_stats": [],
+            }
+        ]
+    }
+
+
+@router.get("/v2/models/stats")
+@maps_errors
+async def all_model_statistics(state: State) -> dict[str, Any]:
+    return inference_statistics(state.pipeline.manifest)
+
+
+@router.get("/v2/models/{model_name}/stats", responses=ERROR_RESPONSES)
+@maps_errors
+async def model_statistics(state: State, model_name: str) -> dict[str, Any]:
+    return inference_statistics(served_model(state, model_name))
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/stats", responses=ERROR_RESPONSES)
+@maps_errors
+async def model_version_statistics(state: State, model_name: str, model_version: str) -> dict[str, Any]:
+    return inference_statistics(served_model(state, model_name, model_version))
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with every ``$ref`` inlined, for an OpenAPI ``requestBody`` written by hand."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": inline_schema(InferenceRequest)}},
+    }
+}
+
+
+@router.post(
+    "/v2/models/{model_name}/infer",
+    openapi_extra=_INFER_BODY,
+    responses={200: {"model": InferenceResponse}, **ERROR_RESPONSES},
+)
+@maps_errors
+async def infer(state: State, model_name: str, request: Request) -> Response:
+    return await _infer(state, model_name, None, request)
+
+
+@router.post(
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+    openapi_extra=_INFER_BODY,
+    responses={200: {"model": InferenceResponse}, **ERROR_RESPONSES},
+)
+@maps_errors
+async def infer_version(state: State, model_name: str, model_version: str, request: Request) -> Response:
+    return await _infer(state, model_name, model_version, request)
+
+
+async def _infer(
+    state: ServingState, model_name: str, model_version: str | None, request: Request
+) -> Response:
+    pipeline = state.pipeline
+    manifest = served_model(state, model_name, model_version)
+    body = await request.body()
+    with pipeline.timed("decode"):
+        message, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
+        check_outputs(message, pipeline.regression)
+        tensors = decode_inputs(message, binary)
+    batch = await pipeline.predict_async(tensors, Call("/v2/models/{model_name}/infer"))
+    with pipeline.timed("encode"):
+        content, header_length = encode_response(message, batch, manifest.name, manifest.version)
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(
+        content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+    )

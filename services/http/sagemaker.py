@@ -1,0 +1,150 @@
+"""The SageMaker container contract: ``POST /invocations``, ``GET /ping``, ``GET /execution-parameters``.
+
+``/invocations`` takes ``text/csv`` (no header, fields in manifest order), ``application/json``
+(``{"instances": [...]}`` or a list) or ``application/jsonlines``; ``Accept`` picks the answer format; the
+keys of each answer come from ``?keys=``, ``X-Tripod-Response-Keys`` or the server default
+(``TRIPOD_RESPONSE_KEYS``, Autopilot's ``SAGEMAKER_INFERENCE_OUTPUT``).  ``X-Amzn-SageMaker-Custom-Attributes``
+is echoed.  Decoding and encoding are the shared codecs; the records go through the one pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.codecs.answers import CLASSIFICATION_KEYS, REGRESSION_KEYS, answer_rows, encode_answer
+from services.codecs.csv_records import decode_csv
+from services.codecs.json_records import decode_json, decode_jsonlines
+from services.codecs.media import ACCEPT_TYPES, CSV, JSON, JSONLINES, answer_format, request_format
+from services.codecs.text import utf8_text
+from services.errors import InvalidInput
+from services.http.errors import ERROR_RESPONSES, maps_errors
+from services.http.state import ServingState, serving_state
+from services.runtime.pipeline import Call
+from services.runtime.schema import Records
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+RESPONSE_KEYS_HEADER = "X-Tripod-Response-Keys"
+MAX_CONCURRENT_TRANSFORMS_PER_WORKER = 4
+"""What ``/execution-parameters`` advises per entry worker; see docs/api.md for the measurement."""
+
+router = APIRouter(tags=["SageMaker"])
+State = Annotated[ServingState, Depends(serving_state)]
+
+_TEXT_SCHEMA = {"schema": {"type": "string"}}
+_RECORD_SCHEMA: dict[str, Any] = {"oneOf": [{"type": "object"}, {"type": "array"}]}
+_INVOCATIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            CSV: _TEXT_SCHEMA,
+            JSON: {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {"instances": {"type": "array", "items": _RECORD_SCHEMA}},
+                            "required": ["instances"],
+                        },
+                        {"type": "array", "items": _RECORD_SCHEMA},
+                    ]
+                }
+            },
+            JSONLINES: _TEXT_SCHEMA,
+        },
+    }
+}
+
+
+def response_keys(requested: str | None, default: str, *, regression: bool) -> list[str]:
+    """The keys of each answer record: ``requested`` (comma-separated) or the default.
+
+    Raises:
+        InvalidInput: a requested key the model cannot answer.
+    """
+    allowed = REGRESSION_KEYS if regression else CLASSIFICATION_KEYS
+    if requested is None or not requested.strip():
+        keys = [key for key in default.split(",") if key in allowed]
+        return keys or list(allowed[:2])
+    keys = list(dict.fromkeys(key.strip() for key in requested.split(",") if key.strip()))
+    unknown = [key for key in keys if key not in allowed]
+    if unknown or not keys:
+        raise InvalidInput(
+            f"response keys {unknown or requested!r} are not available; this model answers {list(allowed)}"
+        )
+    return keys
+
+
+def decode_body(body: bytes, content_type: str | None) -> Records:
+    """An ``/invocations`` body as records, by its ``Content-Type``.
+
+    Raises:
+        UnsupportedMediaType: see :func:`~services.codecs.media.request_format`.
+        InvalidInput: not UTF-8, or not parseable as its content type.
+    """
+    kind = request_format(content_type)
+    text = utf8_text(body)
+    if kind == CSV:
+        return decode_csv(text)
+    if kind == JSON:
+        return decode_json(text)
+    return decode_jsonlines(text)
+
+
+def execution_parameters(*, max_concurrent_transforms: int, max_request_bytes: int) -> dict[str, object]:
+    """What SageMaker batch transform asks ``GET /execution-parameters`` for."""
+    return {
+        "MaxConcurrentTransforms": max_concurrent_transforms,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": max(1, max_request_bytes // (1024 * 1024)),
+    }
+
+
+@router.get("/ping", summary="SageMaker health check: 200 with an empty body")
+@maps_errors
+async def ping(state: State) -> Response:
+    return Response(status_code=200 if await state.ready() else 503)
+
+
+@router.post(
+    "/invocations",
+    summary="SageMaker inference: CSV, JSON or JSON Lines records in; Accept picks the answer",
+    openapi_extra=_INVOCATIONS_BODY,
+    responses={200: {"content": {t: {} for t in ACCEPT_TYPES}}, **ERROR_RESPONSES},
+)
+@maps_errors
+async def invocations(
+    state: State,
+    request: Request,
+    keys: str | None = Query(
+        None, description="comma-separated answer keys: predicted_label, probability, probabilities, labels"
+    ),
+) -> Response:
+    headers = request.headers
+    pipeline, settings = state.pipeline, state.settings
+    answer = answer_format(headers.get("accept"), settings.default_accept)
+    chosen = response_keys(
+        keys if keys is not None else headers.get(RESPONSE_KEYS_HEADER),
+        settings.response_keys,
+        regression=pipeline.regression,
+    )
+    body = await request.body()
+    with pipeline.timed("decode"):
+        records = decode_body(body, headers.get("content-type"))
+    batch = await pipeline.predict_async(records, Call("/invocations"))
+    with pipeline.timed("encode"):
+        content = encode_answer(answer_rows(batch, chosen), answer)
+    echo = {CUSTOM_ATTRIBUTES: attributes} if (attributes := headers.get(CUSTOM_ATTRIBUTES)) else {}
+    return Response(content, media_type=answer, headers=echo)
+
+
+@router.get("/execution-parameters", summary="SageMaker batch transform parameters")
+@maps_errors
+async def get_execution_parameters(state: State) -> dict[str, object]:
+    settings = state.settings
+    return execution_parameters(
+        max_concurrent_transforms=MAX_CONCURRENT_TRANSFORMS_PER_WORKER * settings.workers,
+        max_request_bytes=settings.max_request_bytes,
+    )

@@ -1,0 +1,128 @@
+"""The ``tripod`` entry service: one pipeline per worker, and every protocol mounted on it.
+
+Where the stages run is a deployment choice (``TRIPOD_STAGES``); the code path is the same:
+
+- ``local`` (default): every entry worker holds the stage sessions and runs them — on the event loop when a
+  start-up probe finds them light, on a thread otherwise.  For CPU models whose stages take well under a
+  millisecond (TF-IDF: 0.1 ms for all three) this is the fast choice: a hop between BentoML services costs
+  4.5-6 ms and ships the features between processes (1.9 MB of dense TF-IDF per 32 reviews), measured in
+  docs/benchmarks.md.
+- ``services``: each stage is its own BentoML service with adaptive batching (``services/http/stages.py``),
+  composed with ``bentoml.depends``, so a heavy stage batches across requests and scales apart.
+
+Protocols: ``POST /predict`` is a typed BentoML API here; the SageMaker contract and the Open Inference
+Protocol need GET routes and raw bodies (CSV, JSON Lines, binary tensors), so they are FastAPI routers
+(``services/http/sagemaker.py``, ``services/http/oip.py``) on an app mounted on this service.  Every route
+reaches the same :class:`~services.runtime.pipeline.Pipeline` through :class:`ServingState`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import bentoml
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from services.artifacts import ModelArtifact
+from services.http import oip, protocol, sagemaker
+from services.http.config import SETTINGS, STAGE_SERVICES
+from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
+from services.http.limits import RequestBodyMiddleware
+from services.http.predict import Predictions, predict_answer
+from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
+from services.http.state import ServingState
+from services.http.worker import ReleaseMemory, die_with_parent, settle_heap
+from services.monitoring.metrics import MetricsObserver, TrafficMetricsMiddleware, metrics_text
+from services.runtime.pipeline import Call, Pipeline, StageRunner
+from services.runtime.schema import Records
+from services.runtime.stages import LocalStages
+
+logger = logging.getLogger("tripod.service")
+
+# uvicorn must use Tripod's protocol (header deadline, JSON framing errors) in this worker; BentoML imports this
+# module before it builds uvicorn's configuration, which is the only moment to say so.
+protocol.install(SETTINGS.read_timeout_s)
+
+app = FastAPI(title="Tripod protocols", docs_url=None, redoc_url=None, openapi_url=None)
+install_error_handlers(app)
+app.include_router(sagemaker.router)
+app.include_router(oip.router)
+
+
+@app.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text format: Tripod's and BentoML's metrics of every process of the server."""
+    content, media_type = metrics_text()
+    return Response(content, media_type=media_type)
+
+
+async def _always_ready() -> bool:
+    return True
+
+
+@bentoml.asgi_app(app)
+@bentoml.service(
+    name="tripod",
+    workers=SETTINGS.workers,
+    traffic={"timeout": SETTINGS.timeout_s},
+    # BentoML labels its traffic metrics by raw path; Tripod's middleware labels by route template.
+    metrics={"enabled": False},
+)
+class Tripod:
+    """The entry service: decodes requests of every protocol, runs the pipeline, encodes the answers."""
+
+    if STAGE_SERVICES:
+        transformer = bentoml.depends(Transformer)
+        classifier = bentoml.depends(Classifier)
+        inverse_label = bentoml.depends(InverseLabel)
+
+    def __init__(self) -> None:
+        die_with_parent()
+        artifact = ModelArtifact.from_directory(SETTINGS.model_dir)
+        manifest = artifact.manifest
+        stages: StageRunner
+        if STAGE_SERVICES:
+            remote = ServiceStages(
+                self.transformer, self.classifier, self.inverse_label, regression=manifest.is_regression
+            )
+            stages, ready = remote, remote.ready
+        else:
+            stages, ready = LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads), _always_ready
+        observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family)
+        observers = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
+        self.pipeline = Pipeline(
+            artifact.graphs, stages, manifest=manifest, limits=SETTINGS.limits(), observers=observers
+        )
+        if isinstance(stages, LocalStages):
+            probe_ms = self.pipeline.probe_ms()
+            stages.inline = probe_ms < SETTINGS.inline_below_ms
+            logger.info(
+                "stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
+                "on the event loop" if stages.inline else "on a thread",
+                probe_ms,
+                SETTINGS.inline_below_ms,
+            )
+        self.state = ServingState(pipeline=self.pipeline, settings=SETTINGS, ready=ready)
+        settle_heap()
+
+    @bentoml.api(route="/predict")
+    @maps_errors
+    async def predict(self, records: list[dict[str, Any]]) -> Predictions:
+        """Predict a label for each record; its fields are the model's input columns."""
+        batch = await self.pipeline.predict_async(Records(records), Call("/predict"))
+        return predict_answer(batch)
+
+
+# bentoml.service returns a Service object, though its type hints keep the class's type.
+SERVICE = cast("bentoml.Service[Tripod]", Tripod)
+# Outermost first: metrics see every answer, then every error becomes JSON, then the body is bounded.
+SERVICE.add_asgi_middleware(TrafficMetricsMiddleware)
+SERVICE.add_asgi_middleware(JsonErrorsMiddleware)
+SERVICE.add_asgi_middleware(
+    RequestBodyMiddleware,
+    max_bytes=SETTINGS.max_request_bytes,
+    read_timeout_s=SETTINGS.read_timeout_s,
+    json_paths=("/predict",),
+)

@@ -1,0 +1,142 @@
+"""The three stages as BentoML services (``TRIPOD_STAGES=services``), and how the pipeline calls them.
+
+Each stage service opens only its own graph (checked against the manifest) and batches across requests
+(adaptive batching, ``max_batch_size``/``max_latency_ms``), with its own process count: the topology for a
+heavy encoder that should scale apart from the entry workers.  :class:`ServiceStages` is what the entry's
+pipeline holds instead of local sessions: the same ``run``-per-stage interface, awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from services.artifacts import ModelArtifact, StageName
+from services.http.config import SETTINGS
+from services.http.worker import die_with_parent, settle_heap
+from services.runtime.stages import (
+    ClassifierStage,
+    InverseLabelStage,
+    OnnxStage,
+    RegressorStage,
+    TransformerStage,
+    open_stage,
+)
+
+READY_TIMEOUT_S = 1
+"""How long a readiness route waits for the stages: SageMaker wants ``/ping`` answered within 2 s."""
+_STAGE = {
+    "workers": SETTINGS.stage_workers,
+    "threads": SETTINGS.threads,
+    "traffic": {"timeout": SETTINGS.timeout_s},
+}
+
+
+def _batching(stage: str) -> dict[str, Any]:
+    return {"batchable": True, **SETTINGS.batching(stage)}
+
+
+def _open(stage: StageName) -> OnnxStage:
+    die_with_parent()
+    return open_stage(ModelArtifact.from_directory(SETTINGS.model_dir).graphs, stage, SETTINGS.onnx_threads)
+
+
+@bentoml.service(name="tripod_transformer", **_STAGE)
+class Transformer:
+    """Raw columns ``(n_samples, n_inputs)`` → features ``(n_samples, n_features)``."""
+
+    def __init__(self) -> None:
+        self.stage = _open("transformer")
+        settle_heap()
+
+    @bentoml.api(**_batching("transformer"))
+    def transform(self, columns: np.ndarray) -> np.ndarray:
+        assert isinstance(self.stage, TransformerStage)
+        return self.stage.transform(columns)
+
+
+@bentoml.service(name="tripod_classifier", **_STAGE)
+class Classifier:
+    """The algorithm stage: features → class probabilities ``(n_samples, n_classes)``, or for a regression
+    model (whose second stage is ``regressor.onnx``) predicted values ``(n_samples,)``."""
+
+    def __init__(self) -> None:
+        regression = ModelArtifact.from_directory(SETTINGS.model_dir).manifest.is_regression
+        self.stage = _open("regressor" if regression else "classifier")
+        settle_heap()
+
+    @bentoml.api(**_batching("classifier"))
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        if isinstance(self.stage, RegressorStage):
+            return self.stage.regress(features)
+        assert isinstance(self.stage, ClassifierStage)
+        return self.stage.classify(features)
+
+
+@bentoml.service(name="tripod_inverse_label", **_STAGE)
+class InverseLabel:
+    """Class indices ``(n_samples,)`` → label strings.  A regression model has no such stage: the service
+    still starts (the entry declares it statically) but is never called."""
+
+    def __init__(self) -> None:
+        manifest = ModelArtifact.from_directory(SETTINGS.model_dir).manifest
+        self.stage = None if manifest.is_regression else _open("inverse_label")
+        settle_heap()
+
+    @bentoml.api(**_batching("inverse_label"))
+    def inverse(self, indices: np.ndarray) -> list[str]:
+        if not isinstance(self.stage, InverseLabelStage):
+            raise RuntimeError("a regression model has no inverse-label stage")
+        return [str(label) for label in self.stage.inverse(indices)]
+
+
+class ServiceStages:
+    """The stage services behind the pipeline's stage interface (awaited; never run synchronously)."""
+
+    local = False
+    inline = False
+
+    def __init__(self, transformer: Any, classifier: Any, inverse_label: Any, *, regression: bool) -> None:
+        self.regression = regression
+        self.proxies = (transformer, classifier, inverse_label)
+        for proxy in self.proxies:
+            keep_client_session(proxy)
+        self.calls = {
+            "transformer": transformer.to_async.transform,
+            "classifier": classifier.to_async.classify,
+            "regressor": classifier.to_async.classify,
+            "inverse_label": inverse_label.to_async.inverse,
+        }
+
+    def run(self, stage: str, value: Any) -> Any:
+        raise RuntimeError("stage services are called asynchronously (Pipeline.predict_async)")
+
+    async def run_async(self, stage: str, value: Any) -> Any:
+        output = await self.calls[stage](value)
+        return np.asarray(output, dtype=object) if stage == "inverse_label" else output
+
+    async def ready(self) -> bool:
+        """Whether every stage service answers its readiness probe."""
+        from _bentoml_impl.client import RemoteProxy
+
+        probes = [proxy.is_ready(READY_TIMEOUT_S) for proxy in self.proxies if isinstance(proxy, RemoteProxy)]
+        return all(await asyncio.gather(*probes))
+
+
+def keep_client_session(stage: object) -> None:
+    """Stop BentoML's stage client from replacing its HTTP session while calls are in flight.
+
+    BentoML 1.4.39's client swaps its aiohttp session every 100 calls (or 300 s) and closes the old one at
+    once, which aborts the calls still running on it: with 8 concurrent clients 14 of 172 requests failed with
+    a 500 (``ClientOSError``/``ServerDisconnectedError``, measured with ``benchmarks/serving_batching.py``;
+    see bentoml/BentoML#5540 and #4971).  Stages are reached over a local socket, so one session for the life
+    of the worker is safe.  A no-op for in-process stages and for clients without that attribute.
+    """
+    manager = getattr(getattr(stage, "_async", None), "_session_manager", None)
+    if manager is not None and hasattr(manager, "max_requests") and hasattr(manager, "max_age"):
+        manager.max_requests = sys.maxsize
+        manager.max_age = float("inf")
