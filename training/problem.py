@@ -176,6 +176,37 @@ def infer_role(values: pd.Series) -> tuple[Role | None, str]:
     return None, "identifier-like: single-word strings, mostly distinct"
 
 
+TEXT_KINDS = ("string", "mixed", "mixed-integer", "empty")
+"""What ``pandas.api.types.infer_dtype`` may say of a text column's values: strings, strings mixed with other
+values, or nothing at all (reported as empty, below)."""
+
+
+def require_text_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Refuse text columns that hold numbers, booleans or dates, and text columns without any text.
+
+    A text column is tokenized; digits of a number would become "words" and train a model on nonsense (or, with a
+    one-character token pattern, on nothing: an empty vocabulary).  A numeric column belongs in the numeric
+    inputs instead (``tripod automl --numeric``), so this refuses rather than converting.
+
+    Raises:
+        DataError: naming the column, its dtype and what it holds.
+    """
+    for column in columns:
+        values = frame[column]
+        held = values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values
+        kind = pd.api.types.infer_dtype(held, skipna=True)
+        if kind not in TEXT_KINDS:
+            numeric = kind in ("integer", "floating", "mixed-integer-float", "decimal", "complex")
+            what = "numbers" if numeric else "booleans" if kind == "boolean" else f"{kind} values"
+            raise DataError(
+                f"text column {column!r} holds {what} (dtype {values.dtype}), not text: refused rather than "
+                "tokenized as words; use free-text columns (numbers belong in numeric inputs, e.g. "
+                "tripod automl --numeric)"
+            )
+        if values.fillna("").astype(str).str.strip().eq("").all():
+            raise DataError(f"text column {column!r} is empty in every row")
+
+
 def leaks_target(values: pd.Series, target: pd.Series) -> bool:
     """True when the column (with at least two values) determines the target on ≥ 99 % of rows.
 
@@ -237,7 +268,7 @@ def infer_problem(
         "categorical": list(categorical or ()),
         "numeric": list(numeric or ()),
     }
-    dropped: dict[str, str] = {c: "ignored by the user" for c in ignore}
+    dropped: dict[str, str] = dict.fromkeys(ignore, "ignored by the user")
     for column in frame.columns:
         if column == target or column in named:
             continue
@@ -251,9 +282,7 @@ def infer_problem(
             dropped[str(column)] = reason
         else:
             roles[role].append(str(column))
-    for column in roles["text"]:
-        if frame[column].fillna("").astype(str).str.strip().eq("").all():
-            raise DataError(f"text column {column!r} is empty in every row")
+    require_text_columns(frame, roles["text"])
     column_roles = ColumnRoles(
         tuple(roles["text"]), tuple(roles["categorical"]), tuple(roles["numeric"]), dropped
     )

@@ -22,7 +22,7 @@ from training.data import Split, fingerprint, load_table, require_columns, split
 from training.errors import DataError
 from training.evaluate import evaluate, evaluate_regression, flat_metrics
 from training.export import export_candidate
-from training.problem import ColumnRoles, Problem, label_strings
+from training.problem import ColumnRoles, Problem, label_strings, require_text_columns
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def run_training(
         require_columns(frame, [target, *text_columns])
         if target in text_columns:
             raise DataError(f"the target {target!r} cannot also be a text input column")
+        require_text_columns(frame, text_columns)
         unlabeled = frame[target].isna()
         if unlabeled.any():
             logger.info("dropping %d rows without a %r label", int(unlabeled.sum()), target)

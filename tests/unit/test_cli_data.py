@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +102,37 @@ def test_data_command_errors_are_one_line(
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("tripod: error: ")]
     assert len(lines) == 1 and message in lines[0], err
+
+
+def test_train_refuses_a_numeric_text_column_in_one_line(source: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tripod.cli",
+            "train",
+            "--data",
+            str(source),
+            "--target",
+            "shop",
+            "--text-columns",
+            "amount",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tripod: error: ")]
+    assert lines == [
+        (
+            "tripod: error: text column 'amount' holds numbers (dtype float64), not text: refused rather than "
+            "tokenized as words; use free-text columns (numbers belong in numeric inputs, e.g. tripod automl "
+            "--numeric)"
+        )
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("m/v*"))  # no model version written

@@ -8,7 +8,7 @@ import pytest
 
 from training.automl.objectives import resolve_objective
 from training.errors import DataError
-from training.problem import infer_problem, infer_problem_type
+from training.problem import infer_problem, infer_problem_type, require_text_columns
 
 RNG = np.random.default_rng(0)
 N = 200
@@ -27,7 +27,7 @@ def frame() -> pd.DataFrame:
             "sku": [f"SKU{i:05d}" for i in range(N)],  # identifier-like (distinct one-word strings)
             "review": _sentences(N, 12),  # free text
             "title": [
-                f"{a} {b}" for a, b in zip(RNG.choice(WORDS, N), RNG.integers(0, 10**6, N))
+                f"{a} {b}" for a, b in zip(RNG.choice(WORDS, N), RNG.integers(0, 10**6, N), strict=True)
             ],  # short text
             "department": RNG.choice(["Tops", "Dresses", "Bottoms"], N),  # categorical
             "age": RNG.integers(18, 80, N).astype(float),  # numeric
@@ -113,6 +113,18 @@ def test_input_frame_types_values_as_serving_sends_them(frame: pd.DataFrame) -> 
         ),
         pytest.param(
             {},
+            {"target": "sentiment", "text": ["review", "stars"]},
+            r"text column 'stars' holds numbers \(dtype int64\), not text: refused rather than tokenized",
+            id="numeric-text",
+        ),
+        pytest.param(
+            {},
+            {"target": "sentiment", "text": ["recommended"]},
+            r"text column 'recommended' holds booleans \(dtype bool\), not text",
+            id="boolean-text",
+        ),
+        pytest.param(
+            {},
             {"target": "sentiment", "problem_type": "binary"},
             r"has 3 classes; binary needs exactly 2",
             id="wrong-problem-type",
@@ -130,6 +142,20 @@ def test_bad_problems_are_refused_clearly(
 ) -> None:
     with pytest.raises(DataError, match=message):
         infer_problem(frame.assign(**change), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series(["soft fabric", None, "runs small"]),
+        pd.Series(["soft fabric", "runs small"], dtype="string"),
+        pd.Series(["soft fabric", "runs small", "soft fabric"], dtype="category"),
+        pd.Series(["soft fabric", 42, "size 8"], dtype=object),
+    ],
+    ids=["object", "string-dtype", "categorical", "strings-mixed-with-numbers"],
+)
+def test_text_columns_of_strings_are_accepted(values: pd.Series) -> None:
+    require_text_columns(pd.DataFrame({"review": values}), ["review"])
 
 
 @pytest.mark.parametrize(
