@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.runtime import InferencePipeline
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from training.automl.families.tfidf import TfidfLinear
 from training.data import load_table, split_frame
 from training.evaluate import evaluate
@@ -66,23 +67,17 @@ def measure_throughput(
     frame = problem.input_frame(texts)
     with tempfile.TemporaryDirectory() as tmp:
         paths = model.to_onnx().save(Path(tmp))
-        pipeline = InferencePipeline.from_files(
-            paths["transformer"],
-            paths["classifier"],
-            paths["inverse_label"],
-            problem.roles.inputs,
-            problem.labels,
-        )
+        pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
         results = []
         for size in batch_sizes:
             limit = max(size, max_rows)
             starts = range(0, min(len(frame), limit) - size + 1, size)
             frames = [frame.iloc[i : i + size] for i in starts]
-            columns = [{c: part[c].to_numpy(dtype=object) for c in part.columns} for part in frames]
+            records = [Records(part.to_numpy(dtype=object).tolist()) for part in frames]
             rows = size * len(frames)
-            pipeline.predict_columns(columns[0])  # first call allocates; keep it out of the timing
+            pipeline.predict(records[0])  # first call allocates; keep it out of the timing
             sklearn_rate = _rows_per_second(model.predict_scores, frames, rows, repeats)
-            onnx_rate = _rows_per_second(pipeline.predict_columns, columns, rows, repeats)
+            onnx_rate = _rows_per_second(pipeline.predict, records, rows, repeats)
             results.append(
                 {
                     "batch": size,

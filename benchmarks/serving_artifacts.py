@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import compose, helper
 
-from services.artifacts import load_manifest
+from services.artifacts import ModelArtifact
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from benchmarks/: make loadtests/ importable
@@ -80,7 +80,7 @@ def fuse_stages(model_dir: Path) -> onnx.ModelProto:
     The result is checked against the three stages by the tests, not assumed.
     """
     model_dir = Path(model_dir).resolve()
-    manifest = load_manifest(model_dir)
+    manifest = ModelArtifact.from_directory(model_dir).manifest
     missing = [stage for stage in STAGE_ORDER if stage not in manifest.stages]
     if missing:
         raise ValueError(f"{model_dir} has no {missing} stage: only classification models can be fused")

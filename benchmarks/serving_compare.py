@@ -3,7 +3,7 @@
 One run measures, on the same held-out reviews and the same request bodies, throughput and latency against
 concurrency of:
 
-- ``inprocess``: the ONNX runtime called in-process (``InferencePipeline.predict_array`` from threads): the
+- ``inprocess``: the pipeline called in-process (``Pipeline.predict`` on decoded records, from threads): the
   ceiling, no HTTP, no JSON;
 - ``tripod``: ``tripod serve`` with its defaults (the three ONNX stages run in the entry worker), ``POST /predict``;
 - ``tripod_services``: ``tripod serve`` with ``TRIPOD_STAGES=services`` (three BentoML stage services composed with
@@ -62,8 +62,9 @@ import serving_artifacts as artifacts  # noqa: E402
 from serving_client import percentile  # noqa: E402
 from serving_footprint import server_tree_memory_mb  # noqa: E402
 
-from services.runtime import InferencePipeline, records_to_columns  # noqa: E402
-from tripod.server_process import (  # noqa: E402
+from services.runtime.pipeline import Pipeline  # noqa: E402
+from services.runtime.schema import Records  # noqa: E402
+from harness.server import (  # noqa: E402
     RunningServer,
     free_port,
     http_json,
@@ -183,8 +184,8 @@ def drive(
 
 
 def drive_inprocess(
-    pipeline: InferencePipeline,
-    batches: list[np.ndarray],
+    pipeline: Pipeline,
+    batches: list[Records],
     per_request: int,
     concurrency: int,
     seconds: float,
@@ -199,7 +200,7 @@ def drive_inprocess(
     def client(offset: int) -> None:
         mine, i = [], offset
         while (now := time.perf_counter()) < deadline:
-            pipeline.predict_array(batches[i % len(batches)].copy())
+            pipeline.predict(batches[i % len(batches)])
             i += concurrency
             finished = time.perf_counter()
             if start <= finished <= deadline:
@@ -242,17 +243,15 @@ def measure_inprocess(
     levels: Sequence[int],
     seconds: float,
 ) -> None:
-    pipeline = InferencePipeline.from_directory(model_dir)
-    check = pipeline.predict_array(records_to_columns(records[:CHECK_RECORDS], pipeline.inputs))
+    pipeline = Pipeline.from_directory(model_dir)
+    check = pipeline.predict(Records(records[:CHECK_RECORDS]))
     variant.extra["labels"] = [str(label) for label in check.labels]
     for per_request in shapes:
         batches = [
-            records_to_columns(
-                [records[(i * per_request + j) % len(records)] for j in range(per_request)], pipeline.inputs
-            )
+            Records([records[(i * per_request + j) % len(records)] for j in range(per_request)])
             for i in range(200)
         ]
-        pipeline.predict_array(batches[0].copy())
+        pipeline.predict(batches[0])
         for level in levels:
             point = drive_inprocess(pipeline, batches, per_request, level, seconds, warmup_s=0.5)
             variant.points.append(point)
@@ -752,7 +751,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Variant], Path]:
-    from services.artifacts import load_manifest
+    from services.artifacts import ModelArtifact
 
     if args.minilm_build:
         built = artifacts.build_minilm(args.data, work)
@@ -760,7 +759,7 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
         built = artifacts.MiniLMArtifacts(
             args.minilm_model.resolve(), args.minilm_hf, args.minilm_hf is not None
         )
-    manifest = load_manifest(built.model_dir)
+    manifest = ModelArtifact.from_directory(built.model_dir).manifest
     text = manifest.inputs[0].name
     max_length = manifest.stages["transformer"].outputs[0].shape[-1]
     if built.hf_dir is not None:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import psutil
 
-from tripod.server_process import running_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: harness/ is not installed
+
+from harness.server import running_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

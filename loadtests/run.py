@@ -102,9 +102,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _manifest(model: Path):  # type: ignore[no-untyped-def]
-    from services.artifacts import load_manifest
+    from services.artifacts import ModelArtifact
 
-    return load_manifest(model)
+    return ModelArtifact.from_directory(model).manifest
 
 
 @contextmanager
@@ -112,7 +112,7 @@ def _service(args: argparse.Namespace, log: Path) -> Iterator[str]:
     if args.url:
         yield args.url
         return
-    from tripod.server_process import running_server
+    from harness.server import running_server
 
     env = dict(item.split("=", 1) for item in args.server_env)
     with running_server(args.model, env=env, log_path=log) as server:

@@ -1,7 +1,7 @@
 """Export any fitted candidate as ONNX stages, prove parity, and publish the model directory.
 
 Parity is proven, not assumed: before anything is published, the stages are run through the serving runtime
-(``services.runtime.InferencePipeline``) on the whole held-out split and compared with the training framework's
+(``services.runtime.pipeline.Pipeline``) on the whole held-out split and compared with the training framework's
 own scores.  Classification: labels must agree on ≥ 99.9 % of rows (the classifier graph's ``label`` output
 must also equal the arg-max of its probabilities) and every probability must be within the family's tolerance
 (1e-3 unless a family states otherwise).  Regression: every value within that tolerance, relative to
@@ -25,6 +25,9 @@ import pandas as pd
 from onnx import TensorProto, helper
 
 from services.artifacts import (
+    FEATURES,
+    LABEL,
+    PREDICTED_LABEL,
     Candidate,
     Manifest,
     Parity,
@@ -36,7 +39,9 @@ from services.artifacts import (
     utc_now,
     write_manifest,
 )
-from services.runtime import FEATURES, LABEL, PREDICTED_LABEL, InferencePipeline
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
+from services.runtime.stages import LocalStages
 from training.errors import ParityError
 
 if TYPE_CHECKING:
@@ -112,13 +117,7 @@ def check_parity(
     """
     problem = candidate.problem
     tolerance = options.max_probability_tolerance or candidate.max_probability_tolerance
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths.get("classifier") or paths["regressor"],
-        paths.get("inverse_label"),
-        problem.roles.inputs,
-        problem.labels,
-    )
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
     # Rows of similar text length share a chunk, so sequence models (which trim padding to the chunk's longest
     # row) score held-out data about 1.5x faster; the comparison is row by row, so the order changes nothing.
     order = np.argsort(_text_lengths(problem.input_frame(frame)), kind="stable")
@@ -129,7 +128,8 @@ def check_parity(
     for start in range(0, len(inputs), _PARITY_CHUNK):
         chunk = inputs.iloc[start : start + _PARITY_CHUNK]
         expected = expected_scores[start : start + len(chunk)]
-        batch = pipeline.predict_array(chunk.to_numpy(dtype=object))
+        records = Records(chunk.to_numpy(dtype=object).tolist())
+        batch = pipeline.predict(records)
         if batch.values is not None:
             diff = np.abs(batch.values - expected) / np.maximum(1.0, np.abs(expected))
             agreeing += int((diff <= tolerance).sum())
@@ -141,8 +141,9 @@ def check_parity(
                 # Serving reads the arg-max of ``probabilities``; the classifier's own ``label`` output must
                 # agree with it too, for clients that use the graph directly.  It is the ArgMax node of the same
                 # tensor, so one chunk proves the wiring without running the estimator twice on every row.
-                features = pipeline.transformer.transform(chunk.to_numpy(dtype=object))
-                agree &= pipeline.estimator.run({FEATURES: features})[LABEL] == batch.indices
+                assert isinstance(pipeline.stages, LocalStages)
+                features = pipeline.stages.run("transformer", pipeline.validate(records))
+                agree &= pipeline.stages.stages["classifier"].run({FEATURES: features})[LABEL] == batch.indices
             agreeing += int(agree.sum())
             diff = np.abs(batch.probabilities.astype(np.float64) - expected)
         max_diff = max(max_diff, float(diff.max(initial=0.0)))

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from services.codecs.csv_records import csv_chunks
 from services.codecs.json_records import jsonlines_chunks
 from services.codecs.text import BOM
-from services.errors import InvalidInput, StorageError
+from services.errors import InvalidInput, SchemaError, StorageError
 from services.runtime.pipeline import Call, Pipeline
 from services.runtime.predictions import PredictionBatch
 from services.runtime.schema import Records
@@ -131,11 +131,18 @@ def predict_file(
             handle = stack.enter_context(_open_text(source))
             out = stack.enter_context(partial.open("w", encoding="utf-8", newline=""))
             writer = PredictionWriter(out, destination, pipeline.class_names)
-            bar = stack.enter_context(tqdm(total=total, unit="rows", disable=not progress, desc="predict"))
+            # A bar on a terminal only: in a log or a pipe, a user's mistake stays one line.
+            bar = stack.enter_context(
+                tqdm(total=total, unit="rows", disable=None if progress else True, desc="predict")
+            )
             for records in read_chunks(handle, source, batch_size):
                 if not records.items:  # an input with no records: an output with none
                     continue
-                writer.write(pipeline.predict(records, Call("cli")))
+                try:
+                    batch = pipeline.predict(records, Call("cli"))
+                except (InvalidInput, SchemaError) as exc:
+                    raise type(exc)(f"{source}: {exc}") from exc
+                writer.write(batch)
                 written += len(records)
                 bar.update(len(records))
         partial.replace(destination)  # the destination appears only when every record is answered

@@ -31,7 +31,7 @@ from services.codecs.oip import (
     encode_response,
     parse_request,
 )
-from services.errors import ModelNotFound
+from services.errors import ModelNotFound, SchemaError
 from services.http.errors import ERROR_RESPONSES, maps_errors
 from services.http.state import ServingState, serving_state
 from services.monitoring.metrics import metric_totals
@@ -114,6 +114,24 @@ def model_config(manifest: Manifest) -> dict[str, Any]:
         "output": [entry(t) for t in outputs],
         "parameters": {"candidate": {"string_value": manifest.candidate.family}},
     }
+
+
+def check_datatypes(request: InferenceRequest, manifest: Manifest) -> None:
+    """Each input tensor has the datatype the model's metadata advertises for it: ``BYTES`` for a string
+    column, a numeric type for a numeric one.
+
+    Raises:
+        SchemaError: naming the input and both types.
+    """
+    columns = {column.name: column for column in manifest.inputs}
+    for tensor in request.inputs:
+        column = columns.get(tensor.name)
+        if column is None:
+            continue  # the schema names unknown inputs
+        if column.dtype == "string" and tensor.datatype != "BYTES":
+            raise SchemaError(f"input {tensor.name!r} must be BYTES, got {tensor.datatype!r}")
+        if column.dtype == "float" and tensor.datatype == "BYTES":
+            raise SchemaError(f"input {tensor.name!r} must be a numeric type (FP32), got 'BYTES'")
 
 
 def served_model(state: ServingState, name: str, model_version: str | None = None) -> Manifest:
@@ -325,6 +343,7 @@ async def _infer(
     with pipeline.timed("decode"):
         message, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
         check_outputs(message, pipeline.regression)
+        check_datatypes(message, manifest)
         tensors = decode_inputs(message, binary)
     batch = await pipeline.predict_async(tensors, Call("/v2/models/{model_name}/infer"))
     with pipeline.timed("encode"):

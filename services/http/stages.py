@@ -105,18 +105,20 @@ class ServiceStages:
         self.proxies = (transformer, classifier, inverse_label)
         for proxy in self.proxies:
             keep_client_session(proxy)
+        # (proxy, method): BentoML's clients grow their methods only once connected, so they are looked up per call.
         self.calls = {
-            "transformer": transformer.to_async.transform,
-            "classifier": classifier.to_async.classify,
-            "regressor": classifier.to_async.classify,
-            "inverse_label": inverse_label.to_async.inverse,
+            "transformer": (transformer, "transform"),
+            "classifier": (classifier, "classify"),
+            "regressor": (classifier, "classify"),
+            "inverse_label": (inverse_label, "inverse"),
         }
 
     def run(self, stage: str, value: Any) -> Any:
         raise RuntimeError("stage services are called asynchronously (Pipeline.predict_async)")
 
     async def run_async(self, stage: str, value: Any) -> Any:
-        output = await self.calls[stage](value)
+        proxy, method = self.calls[stage]
+        output = await getattr(proxy.to_async, method)(value)
         return np.asarray(output, dtype=object) if stage == "inverse_label" else output
 
     async def ready(self) -> bool:

@@ -81,8 +81,9 @@ class Observer:
     """
 
     def stage_done(self, stage: str, seconds: float) -> None:
-        """A stage (``transformer``, ``classifier``, ``inverse_label``, ``regressor``), or a protocol step
-        timed with :meth:`Pipeline.timed` (``decode``, ``encode``), took ``seconds``."""
+        """A stage (``transformer``, ``classifier``, ``inverse_label``, ``regressor``), the schema check
+        (``validate``), or a protocol step timed with :meth:`Pipeline.timed` (``decode``, ``encode``) took
+        ``seconds``."""
 
     def call_done(self, call: Call, batch: PredictionBatch) -> None:
         """A call finished: ``call.columns`` were answered by ``batch`` (rows in the same order)."""
@@ -208,7 +209,8 @@ class Pipeline:
         limit = self.limits.max_records
         if limit is not None and len(decoded) > limit:
             raise PayloadTooLarge(f"{len(decoded)} records is more than the limit of {limit}")
-        return self.schema.columns(decoded)
+        with _Timer("validate", self.observers):
+            return self.schema.columns(decoded)
 
     def predict(self, decoded: Decoded, call: Call | None = None) -> PredictionBatch:
         """Predict synchronously, in this thread (local stages only)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tripod.server_process import free_port, running_command
+from harness.server import free_port, running_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = {"torch", "scikit-learn", "transformers", "skl2onnx", "pandas", "shap"}
@@ -36,8 +36,8 @@ def test_bentoml_build_packs_serving_code_and_dependencies_only(
     assert {"bentoml", "onnxruntime", "numpy", "pydantic"} <= names
     assert names.isdisjoint(TRAINING_ONLY)
     sources = {path.relative_to(bento / "src").as_posix() for path in (bento / "src").rglob("*.py")}
-    assert "services/service.py" in sources
-    assert not any(path.startswith(("training/", "tests/")) for path in sources)
+    assert "services/http/service.py" in sources
+    assert not any(path.startswith(("training/", "tests/", "harness/")) for path in sources)
 
 
 def test_the_built_bento_serves_predictions(

@@ -14,7 +14,7 @@ import pytest
 
 from loadtests import slo
 from loadtests.run import run_locust
-from tripod.server_process import RunningServer, running_server
+from harness.server import RunningServer, running_server
 
 SCENARIOS = {"/predict [1]", "/predict [8]", "/invocations csv [8]", "/v2 infer [8]"}
 EVEN_WEIGHTS = {

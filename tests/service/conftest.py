@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import InferencePipeline
-from tripod.server_process import RunningServer, running_server
+from harness.server import RunningServer, running_server
+from services.runtime.pipeline import Pipeline
 
 
 @pytest.fixture(scope="session", params=["local", "services"], ids=lambda stages: f"stages={stages}")
@@ -33,11 +33,11 @@ def default_server(
 
 
 @pytest.fixture(scope="session")
-def pipeline(trained_model_dir: Path) -> InferencePipeline:
-    return InferencePipeline.from_directory(trained_model_dir)
+def pipeline(trained_model_dir: Path) -> Pipeline:
+    return Pipeline.from_directory(trained_model_dir)
 
 
 @pytest.fixture(scope="session")
-def column(pipeline: InferencePipeline) -> str:
+def column(pipeline: Pipeline) -> str:
     """The served model's one text input column (``review_body``)."""
     return pipeline.input_names[0]

@@ -13,8 +13,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from services.runtime import InferencePipeline
-from tripod.server_process import RunningServer
+from harness.server import RunningServer
+from services.runtime.pipeline import Pipeline
 
 schemathesis.serializer.alias("text/csv", "text/plain")
 schemathesis.serializer.alias("application/jsonlines", "text/plain")
@@ -45,7 +45,7 @@ def _assert_healthy(server: RunningServer, column: str) -> None:
 
 
 def test_schemathesis_finds_no_5xx_in_the_served_openapi_document(
-    default_server: RunningServer, pipeline: InferencePipeline, column: str
+    default_server: RunningServer, pipeline: Pipeline, column: str
 ) -> None:
     server = default_server
     assert pipeline.manifest is not None

@@ -11,8 +11,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from services.runtime import InferencePipeline
-from tripod.server_process import RunningServer
+from harness.server import RunningServer
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 
 TEXTS = [
     "I love this dress, it fits perfectly.",
@@ -30,7 +31,7 @@ def client(server: RunningServer) -> Iterator[triton.InferenceServerClient]:
 
 
 @pytest.fixture(scope="module")
-def model_name(pipeline: InferencePipeline) -> str:
+def model_name(pipeline: Pipeline) -> str:
     assert pipeline.manifest is not None
     return pipeline.manifest.name
 
@@ -45,7 +46,7 @@ def _input(
 
 
 def test_health_and_metadata_through_tritonclient(
-    client: triton.InferenceServerClient, pipeline: InferencePipeline, model_name: str, column: str
+    client: triton.InferenceServerClient, pipeline: Pipeline, model_name: str, column: str
 ) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(model_name)
@@ -79,7 +80,7 @@ def test_health_and_metadata_through_tritonclient(
 )
 def test_tritonclient_infer_equals_the_in_process_runtime(
     client: triton.InferenceServerClient,
-    pipeline: InferencePipeline,
+    pipeline: Pipeline,
     model_name: str,
     column: str,
     binary_in: bool,
@@ -100,7 +101,7 @@ def test_tritonclient_infer_equals_the_in_process_runtime(
         outputs=outputs,
         request_id="req-7",
     )
-    expected = pipeline.predict_array(np.array([[t] for t in TEXTS], dtype=object))
+    expected = pipeline.predict(Records([[t] for t in TEXTS]))
     assert result.get_response()["id"] == "req-7"
     labels = [
         label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("predicted_label")
@@ -202,7 +203,7 @@ BAD = [
         b'{"inputs": [{"name": "{col}", "shape": [0], "datatype": "BYTES", "data": []}]}',
         {},
         422,
-        "at least one record",
+        "holds no records",
         id="zero-records",
     ),
 ]

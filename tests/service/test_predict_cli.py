@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import InferencePipeline
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 
 TEXTS = [
     'Fits great, "true to size", love it',
@@ -34,7 +35,7 @@ def _write_csv(path: Path, column: str) -> None:
 @pytest.mark.parametrize("output_name", ["out.jsonl", "out.csv"])
 @pytest.mark.parametrize("input_name", ["in.csv", "in.jsonl"])
 def test_file_predictions_equal_the_runtime(
-    trained_model_dir: Path, pipeline: InferencePipeline, tmp_path: Path, input_name: str, output_name: str
+    trained_model_dir: Path, pipeline: Pipeline, tmp_path: Path, input_name: str, output_name: str
 ) -> None:
     column = pipeline.input_names[0]
     source, destination = tmp_path / input_name, tmp_path / output_name
@@ -46,7 +47,9 @@ def test_file_predictions_equal_the_runtime(
         "predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination)
     )
     assert result.returncode == 0, result.stderr
-    expected = [row["predicted_label"] for row in pipeline.predict_records([{column: t} for t in TEXTS])]
+    expected = [
+        row["predicted_label"] for row in pipeline.predict(Records([{column: t} for t in TEXTS])).records()
+    ]
     if output_name.endswith(".jsonl"):
         got = [json.loads(line)["predicted_label"] for line in destination.read_text().splitlines()]
     else:
@@ -58,14 +61,16 @@ def test_file_predictions_equal_the_runtime(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        pytest.param(b"id,title\n1,hello\n", "has no column(s)", id="missing-column"),
+        pytest.param(b"id,title\n1,hello\n", "no column(s) ['{col}']", id="missing-column"),
         pytest.param(b"", "is empty", id="empty-file"),
         pytest.param(b"id,{col}\n1,caf\xe9 \xff\n", "is not UTF-8 text", id="not-utf8"),
-        pytest.param(b"id,{col}\n1,ok\n2,too,many\n", "row 3: 3 fields", id="ragged-row"),
+        pytest.param(
+            b"id,{col}\n1,ok\n2,too,many\n", "record 1: 3 field(s) where the header has 2", id="ragged-row"
+        ),
     ],
 )
 def test_bad_files_get_a_one_line_error_and_no_output(
-    trained_model_dir: Path, pipeline: InferencePipeline, tmp_path: Path, content: bytes, message: str
+    trained_model_dir: Path, pipeline: Pipeline, tmp_path: Path, content: bytes, message: str
 ) -> None:
     source, destination = tmp_path / "in.csv", tmp_path / "out.jsonl"
     source.write_bytes(content.replace(b"{col}", pipeline.input_names[0].encode()))
@@ -73,7 +78,8 @@ def test_bad_files_get_a_one_line_error_and_no_output(
         "predict", "--model", str(trained_model_dir), "--input", str(source), "--output", str(destination)
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("tripod: error: ") and message in result.stderr
+    assert result.stderr.startswith("tripod: error: ")
+    assert message.replace("{col}", pipeline.input_names[0]) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not destination.exists() and not list(tmp_path.glob("*.part"))
 

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services import sagemaker_entrypoint as entrypoint
+from services.http import entrypoint
 from tripod import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _FakeServer:
@@ -32,6 +34,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[_FakeServer]:
 
     monkeypatch.setattr(subprocess, "Popen", popen)
     monkeypatch.setattr(signal, "signal", lambda *_: None)
+    monkeypatch.setattr(cli, "_require_free_port", lambda host, port: None)  # no real port is bound here
     return servers
 
 
@@ -54,7 +57,7 @@ def test_tripod_serve_binds_the_sagemaker_address_with_the_flag(
     result = CliRunner().invoke(cli.app, ["serve", "--model", str(trained_model_dir), *args])
     assert result.exit_code == 0, result.output
     (server,) = started
-    assert server.command[2:5] == ["bentoml", "serve", "services.service:Tripod"]
+    assert server.command[2:5] == ["bentoml", "serve", "services.http.service:Tripod"]
     assert (_option(server.command, "--host"), _option(server.command, "--port")) == (host, port)
     assert server.env["TRIPOD_MODEL_DIR"] == str(trained_model_dir)
     assert Path(server.env["BENTOML_HOME"]).name.startswith("tripod-bentoml-home-")  # a home per server
@@ -81,7 +84,7 @@ def test_the_entrypoint_serves_the_bento_on_8080_on_every_address() -> None:
         "8080",
     ]
     moved = entrypoint.serve_command({"SAGEMAKER_BIND_TO_PORT": "9090", "BENTOML_HOST": "127.0.0.1"})
-    assert moved[3:5] == ["serve", "services.service:Tripod"]
+    assert moved[3:5] == ["serve", "services.http.service:Tripod"]
     assert (_option(moved, "--host"), _option(moved, "--port")) == ("127.0.0.1", "9090")
 
 
@@ -113,19 +116,19 @@ def test_other_commands_go_to_bentomls_entry_point(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_dockerfile_template_puts_the_entrypoint_in_front_of_bentomls() -> None:
-    template = (Path(entrypoint.__file__).parent / "Dockerfile.template").read_text()
+    template = (ROOT / "services" / "Dockerfile.template").read_text()
     assert "{% extends bento_base_template %}" in template
     assert "EXPOSE 8080" in template
     assert (
         '"{{ bento__path }}/env/docker/entrypoint.sh", "python", '
-        '"{{ bento__path }}/src/services/sagemaker_entrypoint.py"' in template
+        '"{{ bento__path }}/src/services/http/entrypoint.py"' in template
     )
 
 
 def test_batching_is_configurable_per_stage(tmp_path: Path, trained_model_dir: Path) -> None:
     code = (
         "import json\n"
-        "from services.service import Classifier, InverseLabel, Transformer\n"
+        "from services.http.stages import Classifier, InverseLabel, Transformer\n"
         "print(json.dumps({svc.name: [svc.apis[api].max_batch_size, svc.apis[api].max_latency_ms]\n"
         "  for svc, api in "
         "[(Transformer, 'transform'), (Classifier, 'classify'), (InverseLabel, 'inverse')]}))\n"
@@ -147,7 +150,7 @@ def test_batching_is_configurable_per_stage(tmp_path: Path, trained_model_dir: P
         text=True,
         env=env,
         check=True,
-        cwd=Path(entrypoint.__file__).parents[1],
+        cwd=ROOT,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "tripod_transformer": [16, 500],
@@ -159,7 +162,7 @@ def test_batching_is_configurable_per_stage(tmp_path: Path, trained_model_dir: P
 def test_the_batching_benchmark_runs_in_a_short_form(trained_model_dir: Path) -> None:
     import sys
 
-    script = Path(entrypoint.__file__).parents[1] / "benchmarks" / "serving_batching.py"
+    script = ROOT / "benchmarks" / "serving_batching.py"
     result = subprocess.run(
         [
             sys.executable,
@@ -191,7 +194,7 @@ def test_the_built_bentos_dockerfile_ends_with_the_sagemaker_entrypoint(tmp_path
     import os
     import sys
 
-    root = Path(entrypoint.__file__).parents[1]
+    root = ROOT
     env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"}
     subprocess.run(
         [sys.executable, "-m", "bentoml", "build", str(root)], env=env, check=True, capture_output=True
@@ -200,10 +203,10 @@ def test_the_built_bentos_dockerfile_ends_with_the_sagemaker_entrypoint(tmp_path
     entrypoints = [line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT")]
     assert entrypoints[-1] == (  # the last ENTRYPOINT of a Dockerfile is the one that counts
         'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh", "python", '
-        '"/home/bentoml/bento/src/services/sagemaker_entrypoint.py" ]'
+        '"/home/bentoml/bento/src/services/http/entrypoint.py" ]'
     )
     assert "EXPOSE 8080" in dockerfile.read_text()
-    assert (dockerfile.parents[2] / "src" / "services" / "sagemaker_entrypoint.py").is_file()
+    assert (dockerfile.parents[2] / "src" / "services" / "http" / "entrypoint.py").is_file()
 
 
 def test_tripod_serve_passes_the_stage_topology_and_refuses_an_unknown_one(

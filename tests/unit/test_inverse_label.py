@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from services.runtime import LABEL, PREDICTED_LABEL
+from services.artifacts import LABEL, PREDICTED_LABEL
 from training.export import UNKNOWN_LABEL, build_inverse_label
 
 

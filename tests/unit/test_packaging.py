@@ -21,3 +21,11 @@ def test_training_libraries_are_not_serving_dependencies() -> None:
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
     names = {requirement.split("==")[0] for requirement in bentofile["python"]["packages"]}
     assert names.isdisjoint({"torch", "scikit-learn", "transformers", "skl2onnx", "pandas", "shap"})
+
+
+def test_the_bento_ships_the_serving_code_and_no_test_harness() -> None:
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    included = bentofile["include"]
+    assert "services/**/*.py" in included
+    assert not any(pattern.startswith(("harness", "tests", "training", "benchmarks")) for pattern in included)
+    assert bentofile["service"] == "services.http.service:Tripod"

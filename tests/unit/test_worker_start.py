@@ -1,14 +1,18 @@
-"""The serving workers' start-up: garbage-collector settings and the probe that picks where local stages run
-(``services.service``)."""
+"""The serving workers' tuning (``services/http/worker.py``): garbage-collector settings, memory given back
+after big calls, dying with the parent; and how ``/predict`` encodes its answer."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from services.service import _freeze_survivors, settle_heap
+from services.runtime.predictions import PredictionBatch
+
+from services.http.worker import _freeze_survivors, settle_heap
 
 
 @pytest.fixture
@@ -45,39 +49,67 @@ def test_garbage_without_cycles_is_still_freed_after_settling(clean_gc: None) ->
     assert ref() is None
 
 
-def test_the_start_up_probe_times_a_long_record_through_every_stage(trained_model_dir) -> None:
-    from services.runtime import InferencePipeline
-    from services.service import probe_ms
+def test_predict_encodes_its_answer_once_as_json_and_keeps_the_declared_schema() -> None:
+    """BentoML sends a returned Response as it is; otherwise it validates, dumps and re-dumps the rows (a tenth
+    of a 32-review request, 120 ms of event loop for 10,000 records)."""
+    import json
 
-    pipeline = InferencePipeline.from_directory(trained_model_dir)
-    elapsed = probe_ms(pipeline, repeats=3)
-    assert 0 < elapsed < 60_000
+    from starlette.responses import Response
+
+    from services.http.predict import predict_answer
+    from services.http.service import SERVICE
+
+    batch = PredictionBatch(
+        np.array(["pos", "neg"], dtype=object), np.array([[0.25, 0.75], [0.9, 0.1]]), ("neg", "pos")
+    )
+    response = predict_answer(batch)
+    assert isinstance(response, Response) and response.media_type == "application/json"
+    assert json.loads(bytes(response.body)) == batch.records()
+    schema = SERVICE.apis["predict"].output_spec.model_json_schema()
+    assert "predicted_label" in json.dumps(schema)
 
 
-def test_predict_declares_its_answer_media_type_so_bentoml_never_derives_it_per_response() -> None:
-    """Without a declared type BentoML builds the answer model's JSON schema on every response to find it
-    (a fifth of the worker's time at 32 reviews per request, docs/benchmarks.md)."""
-    from unittest import mock
+def test_memory_is_given_back_only_after_calls_of_several_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.http.worker import ReleaseMemory
+    from services.runtime.pipeline import Call
 
-    from services.service import Tripod
+    trims: list[int] = []
+    release = ReleaseMemory(chunk_rows=64)
+    monkeypatch.setattr(release, "_trim", trims.append)
+    release.call_done(Call(), PredictionBatch(values=np.zeros(64)))
+    assert trims == []
+    release.call_done(Call(), PredictionBatch(values=np.zeros(65)))
+    assert trims == [0]
 
-    spec = Tripod.apis["predict"].output_spec
-    with mock.patch.object(spec, "model_json_schema", side_effect=AssertionError("schema built")):
-        assert spec.mime_type() == "application/json"
 
+def test_a_worker_gets_sigterm_when_its_parent_dies(tmp_path: Path) -> None:
+    """The reason ``tripod serve`` killed with SIGKILL leaves no server behind: its children ask for this."""
+    import subprocess
+    import sys
+    import time
 
-def test_stage_timer_records_one_observation_per_block() -> None:
-    from services.metrics import StageTimer
-
-    seen: list[float] = []
-
-    class Child:
-        def observe(self, seconds: float) -> None:
-            seen.append(seconds)
-
-    timer = StageTimer(Child())
-    with pytest.raises(ValueError), timer:
-        raise ValueError("a failing stage is still timed")
-    with timer:
-        pass
-    assert len(seen) == 2 and all(s >= 0 for s in seen)
+    marker = tmp_path / "terminated"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        "from services.http.worker import die_with_parent\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(marker)!r}).write_text('x'), sys.exit(0)))\n"
+        "die_with_parent()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    parent = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE)\n"
+        "p.stdout.readline()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    outer = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    assert outer.stdout is not None
+    outer.stdout.readline()
+    outer.kill()
+    outer.wait()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()

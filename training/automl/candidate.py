@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import pandas as pd
 
-from services.runtime import CLASSIFIER_FILE, INVERSE_LABEL_FILE, REGRESSOR_FILE, TRANSFORMER_FILE
+from services.artifacts import CLASSIFIER_FILE, INVERSE_LABEL_FILE, REGRESSOR_FILE, TRANSFORMER_FILE
 from training.problem import Problem
 
 if TYPE_CHECKING:

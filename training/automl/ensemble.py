@@ -23,7 +23,7 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
+from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
 from training.automl.objectives import Objective
 from training.automl.search import TrialRecord, load_candidate, single_row_latency_ms, test_scores

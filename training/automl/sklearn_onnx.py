@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 from services.artifacts import InputColumn
 from services.errors import TripodError
-from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
+from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 
 OPSET = 21
 ML_OPSET = 3

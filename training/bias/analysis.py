@@ -42,24 +42,24 @@ def predict_with_model(
     Raises:
         DataError: the model's input columns are not all in the table (listing the available ones).
     """
-    from services.runtime import InferencePipeline
+    from services.runtime.pipeline import Call, Pipeline
+    from services.runtime.schema import Records
 
-    pipeline = InferencePipeline.from_directory(Path(model_dir))
+    pipeline = Pipeline.from_directory(Path(model_dir))
     require_columns(frame, pipeline.input_names)
-    columns = {}
-    for column in pipeline.inputs:
+    columns = []
+    for column in pipeline.graphs.inputs:
         values = frame[column.name]
         if column.dtype == "string":
-            columns[column.name] = values.where(values.notna(), "").astype(str).to_numpy(dtype=object)
+            columns.append(values.where(values.notna(), "").astype(str).to_numpy(dtype=object))
         else:
-            columns[column.name] = (
-                pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(dtype=object)
-            )
+            columns.append(pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(dtype=object))
+    rows = np.stack(columns, axis=1) if len(frame) else np.empty((0, len(columns)), dtype=object)
     answers: list[np.ndarray] = []
     starts = range(0, len(frame), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
-        batch = {name: values[start : start + batch_size] for name, values in columns.items()}
-        result = pipeline.predict_columns(batch)
+        records = Records(rows[start : start + batch_size].tolist(), first=start)
+        result = pipeline.predict(records, Call("bias"))
         answers.append(np.asarray(result.values if result.values is not None else result.labels))
     values = np.concatenate(answers) if answers else np.array([], dtype=object)
     return pd.Series(values, index=frame.index, name="predicted_label")

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
+from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.families.torch_common import join_columns_nodes
 from training.problem import Problem
 

@@ -20,7 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from services.runtime import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
+from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.families.torch_common import join_columns_nodes
 from training.problem import Problem
 
