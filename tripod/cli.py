@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             typer.echo(message)
             raise SystemExit(0) from None
         fail(" ".join(message.split()))
+    if code == INTERRUPTED:  # Ctrl-C or SIGTERM inside a command (Typer turns it into this exit code)
+        typer.echo("tripod: interrupted", err=True)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

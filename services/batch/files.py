@@ -63,11 +63,13 @@ def read_chunks(handle: IO[str], path: Path, size: int) -> Iterator[Records]:
 
 
 def count_records(path: Path) -> int:
-    """A first pass for the progress bar's total (CSV records may span lines, so lines are not records)."""
+    """A first pass for the progress bar's total (CSV records may span lines, so lines are not records); it
+    also finds malformed CSV before anything is written."""
     with _open_text(path) as handle:
         if path.suffix.lower() == ".csv":
-            reader = csv.reader(handle)
-            return max(0, sum(1 for row in reader if row) - 1)
+            return sum(
+                len(records) for records in csv_chunks(handle, header=True, size=4096, where=f"{path}: ")
+            )
         return sum(1 for line in handle if line.strip())
 
 

@@ -170,6 +170,13 @@ async def server_ready(state: State) -> Response:
     return _json({"ready": ready}, 200 if ready else 503)
 
 
+# Before /v2/models/{model_name}, which would otherwise take "stats" for a model name.
+@router.get("/v2/models/stats")
+@maps_errors
+async def all_model_statistics(state: State) -> dict[str, Any]:
+    return inference_statistics(state.pipeline.manifest)
+
+
 @router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=ERROR_RESPONSES)
 @maps_errors
 async def get_model_metadata(state: State, model_name: str) -> ModelMetadata:
@@ -269,12 +276,6 @@ def inference_statistics(manifest: Manifest) -> dict[str, Any]:
             }
         ]
     }
-
-
-@router.get("/v2/models/stats")
-@maps_errors
-async def all_model_statistics(state: State) -> dict[str, Any]:
-    return inference_statistics(state.pipeline.manifest)
 
 
 @router.get("/v2/models/{model_name}/stats", responses=ERROR_RESPONSES)

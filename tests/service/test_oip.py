@@ -253,3 +253,42 @@ def test_unknown_models_and_versions_are_404_json(server: RunningServer, model_n
     response = httpx.get(server.url + path.replace("{name}", model_name), timeout=10)
     assert response.status_code == 404
     assert "no model" in response.json()["error"]
+
+
+def test_config_repository_index_and_statistics_answer_tritonclient(
+    client: triton.InferenceServerClient, pipeline: Pipeline, model_name: str, column: str
+) -> None:
+    config = client.get_model_config(model_name)
+    assert config["name"] == model_name and config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [{"name": column, "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert [o["name"] for o in config["output"]] == ["predicted_label", "probabilities"]
+    index = client.get_model_repository_index()
+    assert index == [
+        {"name": model_name, "version": pipeline.manifest.version, "state": "READY", "reason": ""}
+    ]
+    before = client.get_inference_statistics(model_name)["model_stats"][0]
+    client.infer(model_name, [_input(column, TEXTS, binary=True)])
+    after = client.get_inference_statistics(model_name)["model_stats"][0]
+    assert after["name"] == model_name and after["version"] == pipeline.manifest.version
+    assert after["execution_count"] == before["execution_count"] + 1
+    assert after["inference_count"] == before["inference_count"] + len(TEXTS)
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert client.get_inference_statistics()["model_stats"][0]["name"] == model_name
+    with pytest.raises(InferenceServerException, match="no model 'other'") as caught:
+        client.get_model_config("other")
+    assert caught.value.status() == "404"
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_from_tritonclient_get_the_same_answers(
+    client: triton.InferenceServerClient, model_name: str, column: str, algorithm: str
+) -> None:
+    plain = client.infer(model_name, [_input(column, TEXTS, binary=True)])
+    packed = client.infer(
+        model_name,
+        [_input(column, TEXTS, binary=True)],
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    assert packed.as_numpy("predicted_label").tolist() == plain.as_numpy("predicted_label").tolist()
+    np.testing.assert_array_equal(packed.as_numpy("probabilities"), plain.as_numpy("probabilities"))
