@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.artifacts import load_manifest
-from services.runtime import InferencePipeline
+from harness.server import running_server
+from services.artifacts import ModelArtifact
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from training.automl.run import SearchFailed, run_automl
-from tripod.server_process import running_server
 
 ROWS = 1500
 
@@ -72,7 +73,7 @@ def regression_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _http_equals_runtime(version_dir: Path, records: list[dict]) -> None:
-    local = InferencePipeline.from_directory(version_dir).predict_records(records)
+    local = Pipeline.from_directory(version_dir).predict(Records(records)).records()
     with running_server(version_dir) as server:
         response = httpx.post(f"{server.url}/predict", json={"records": records}, timeout=30)
     assert response.status_code == 200, response.text
@@ -84,7 +85,7 @@ def _http_equals_runtime(version_dir: Path, records: list[dict]) -> None:
 
 
 def test_a_fast_classification_run_ends_in_a_servable_model(classification_run) -> None:
-    manifest = load_manifest(classification_run.version_dir)
+    manifest = ModelArtifact.from_directory(classification_run.version_dir).manifest
     assert manifest.problem_type == "multiclass" and manifest.parity.passed
     assert [(c.name, c.dtype) for c in manifest.inputs] == [
         ("review_body", "string"),
@@ -99,7 +100,7 @@ def test_a_fast_classification_run_ends_in_a_servable_model(classification_run) 
 
 
 def test_a_fast_regression_run_ends_in_a_two_stage_servable_model(regression_run) -> None:
-    manifest = load_manifest(regression_run.version_dir)
+    manifest = ModelArtifact.from_directory(regression_run.version_dir).manifest
     assert manifest.problem_type == "regression" and set(manifest.stages) == {"transformer", "regressor"}
     assert not (regression_run.version_dir / "inverse_label.onnx").exists()
     _http_equals_runtime(

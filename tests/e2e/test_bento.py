@@ -58,11 +58,11 @@ def test_the_built_bento_serves_predictions(
     ]
     env = {**env, "TRIPOD_MODEL_DIR": str(trained_model_dir)}
     with running_command(command, port, env=env, log_path=tmp_path / "bento.log") as server:
-        from services.artifacts import load_manifest
+        from services.artifacts import ModelArtifact
 
-        column = load_manifest(trained_model_dir).input_names[0]
+        column = ModelArtifact.from_directory(trained_model_dir).manifest.input_names[0]
         response = httpx.post(
             f"{server.url}/predict", json={"records": [{column: "Lovely, fits great"}]}, timeout=30
         )
     assert response.status_code == 200
-    assert response.json()[0]["predicted_label"] in load_manifest(trained_model_dir).labels
+    assert response.json()[0]["predicted_label"] in ModelArtifact.from_directory(trained_model_dir).manifest.labels

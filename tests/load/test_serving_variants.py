@@ -7,13 +7,15 @@ benchmark's short form (``test_serving_compare.py``, slow).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from services.runtime import InferencePipeline, records_to_columns
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from tests.conftest import SAMPLE_ROWS
 from tests.load.conftest import load_benchmark
 
@@ -32,8 +34,8 @@ def tfidf(artifacts, prepared_reviews_path: Path, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="module")
 def expected(tfidf):
-    pipeline = InferencePipeline.from_directory(tfidf.model_dir)
-    return pipeline.predict_array(records_to_columns(tfidf.records, pipeline.inputs))
+    pipeline = Pipeline.from_directory(tfidf.model_dir)
+    return pipeline.predict(Records(tfidf.records))
 
 
 def test_records_are_held_out_and_fixed(tfidf, held_out: list[dict[str, str]]) -> None:
@@ -58,7 +60,7 @@ def test_fused_service_answers_like_predict(tfidf, expected, monkeypatch: pytest
     monkeypatch.setenv("FUSED_MODEL_DIR", str(tfidf.model_dir))
     service = load_benchmark("serving_fused_service").FusedPipeline()
     answers = service.predict(tfidf.records)
-    assert answers == expected.records()
+    assert json.loads(bytes(answers.body)) == expected.records()
 
 
 def test_handwritten_sklearn_service_has_the_same_weights(

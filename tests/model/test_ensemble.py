@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.runtime import InferencePipeline
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from tests.conftest import TARGET
 from training.automl.ensemble import SoftVotingEnsemble, choose_members, select_weights
 from training.automl.families import family_class
@@ -36,14 +37,8 @@ def _check(
     params = {"members": list(range(len(members))), **({"weights": weights} if weights else {})}
     ensemble = SoftVotingEnsemble(problem, params, members=members)
     paths = ensemble.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths.get("classifier") or paths["regressor"],
-        paths.get("inverse_label"),
-        problem.roles.inputs,
-        problem.labels,
-    )
-    served = pipeline.predict_array(problem.input_frame(split.test).to_numpy(dtype=object))
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
+    served = pipeline.predict(Records(problem.input_frame(split.test).to_numpy(dtype=object).tolist()))
     expected = ensemble.predict_scores(split.test)
     reference = np.average([m.predict_scores(split.test) for m in members], axis=0, weights=weights)
     np.testing.assert_allclose(expected, reference)

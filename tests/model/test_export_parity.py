@@ -10,8 +10,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from services.artifacts import load_manifest, sha256_file
-from services.runtime import InferencePipeline, text_inputs
+from services.artifacts import InputColumn, ModelArtifact, sha256_file
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
 from training.automl.families.tfidf import TfidfLinear
 from training.automl.sklearn_onnx import ExportError
@@ -53,14 +54,14 @@ def _export(model: TfidfLinear, split, root: Path, stages=None) -> Path:
 
 
 def test_manifest_records_a_sha256_for_every_file(trained_model_dir: Path) -> None:
-    manifest = load_manifest(trained_model_dir)  # verifies every digest
+    manifest = ModelArtifact.from_directory(trained_model_dir).manifest  # verifies every digest
     assert set(manifest.files) == STAGE_FILES | {"metrics.json"}
     for name, digest in manifest.files.items():
         assert digest == sha256_file(trained_model_dir / name)
 
 
 def test_parity_passed_on_the_whole_test_split(trained_model_dir: Path) -> None:
-    parity = load_manifest(trained_model_dir).parity
+    parity = ModelArtifact.from_directory(trained_model_dir).manifest.parity
     assert parity.passed
     assert parity.rows == SAMPLE_ROWS // 10
     assert parity.label_agreement >= parity.min_label_agreement == 0.999
@@ -75,7 +76,7 @@ def test_latest_points_to_the_version(trained_model_dir: Path) -> None:
 
 
 def test_manifest_describes_the_model(trained_model_dir: Path) -> None:
-    manifest = load_manifest(trained_model_dir)
+    manifest = ModelArtifact.from_directory(trained_model_dir).manifest
     assert (manifest.name, manifest.version, manifest.target) == ("reviews", "v1", TARGET)
     assert manifest.problem_type == "multiclass"
     assert manifest.labels == ["negative", "neutral", "positive"]
@@ -99,7 +100,7 @@ def _io(path: Path) -> tuple[list[tuple[str, str, list]], list[tuple[str, str, l
 
 
 def test_stages_follow_the_onnx_contract(trained_model_dir: Path) -> None:
-    manifest = load_manifest(trained_model_dir)
+    manifest = ModelArtifact.from_directory(trained_model_dir).manifest
     width = manifest.stages["transformer"].outputs[0].shape[1]
     assert isinstance(width, int) and width > 0
     assert _io(trained_model_dir / "transformer.onnx") == (
@@ -123,7 +124,7 @@ def test_stages_follow_the_onnx_contract(trained_model_dir: Path) -> None:
 
 def test_metrics_json_has_scores_and_a_confusion_matrix_in_label_order(trained_model_dir: Path) -> None:
     metrics = json.loads((trained_model_dir / "metrics.json").read_text())
-    manifest = load_manifest(trained_model_dir)
+    manifest = ModelArtifact.from_directory(trained_model_dir).manifest
     test = metrics["test"]
     assert test["confusion_matrix"]["labels"] == manifest.labels == metrics["labels"]
     assert np.asarray(test["confusion_matrix"]["matrix"]).sum() == test["rows"] == SAMPLE_ROWS // 10
@@ -147,14 +148,10 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TfidfLinear,
         dtype=object,
     )
     paths = small_model.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths["classifier"],
-        paths["inverse_label"],
-        text_inputs([TEXT_COLUMN]),
-        small_model.problem.labels,
+    pipeline = Pipeline.from_stage_files(
+        paths, [InputColumn(name=TEXT_COLUMN, dtype="string", role="text")], small_model.problem.labels
     )
-    batch = pipeline.predict_columns({TEXT_COLUMN: texts})
+    batch = pipeline.predict(Records([[text] for text in texts]))
     expected = small_model.predict_scores(pd.DataFrame({TEXT_COLUMN: texts}))
     np.testing.assert_allclose(batch.probabilities, expected, atol=1e-5)
     labels = np.asarray(small_model.problem.labels)[expected.argmax(axis=1)]
@@ -200,7 +197,7 @@ def test_run_training_exports_any_number_of_classes_and_text_columns(
     data = tmp_path / "reviews.parquet"
     prepared_reviews[prepared_reviews[TARGET].isin(classes)].to_parquet(data, index=False)
     version_dir = run_training(data, TARGET, text_columns, tmp_path / "m", sample=800, progress=False)
-    manifest = load_manifest(version_dir)
+    manifest = ModelArtifact.from_directory(version_dir).manifest
     assert manifest.problem_type == problem_type
     assert manifest.labels == classes
     assert manifest.input_names == text_columns
@@ -220,7 +217,10 @@ def test_each_run_publishes_the_next_version_and_moves_latest(
     )
     assert (first.name, second.name) == ("v1", "v2")
     assert (root / "latest").resolve() == second.resolve()
-    assert load_manifest(first).data_fingerprint != load_manifest(second).data_fingerprint
+    assert (
+        ModelArtifact.from_directory(first).manifest.data_fingerprint
+        != ModelArtifact.from_directory(second).manifest.data_fingerprint
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,13 +292,11 @@ def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_pat
     vectorizer = model.transformer_.transformers_[0][1]
     assert orphan_ngrams(vectorizer.get_feature_names_out().tolist()) == []
     paths = model.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths["classifier"],
-        paths["inverse_label"],
-        text_inputs([TEXT_COLUMN]),
-        model.problem.labels,
+    pipeline = Pipeline.from_stage_files(
+        paths, [InputColumn(name=TEXT_COLUMN, dtype="string", role="text")], model.problem.labels
     )
     texts = pd.concat([small_split.test, pd.DataFrame({TEXT_COLUMN: orphans})])
-    onnx_features = pipeline.transformer.transform(model.problem.input_frame(texts).to_numpy(dtype=object))
+    onnx_features = pipeline.stages.run(
+        "transformer", model.problem.input_frame(texts).to_numpy(dtype=object)
+    )
     np.testing.assert_allclose(onnx_features, model.transform(texts).toarray(), atol=1e-5)

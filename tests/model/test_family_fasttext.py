@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper
 
-from services.runtime import FEATURES, LABEL, InferencePipeline
+from services.artifacts import FEATURES, LABEL
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
+from services.runtime.stages import LocalStages
 from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
 from training.automl.families.fasttext import FastTextModel
@@ -102,21 +105,17 @@ def test_tokenizer_graph_matches_python_on_tricky_and_real_text(model: FastTextM
 
 
 def test_onnx_stages_reproduce_torch(model: FastTextModel, problem, split, stage_paths) -> None:
-    pipeline = InferencePipeline.from_files(
-        stage_paths["transformer"],
-        stage_paths["classifier"],
-        stage_paths["inverse_label"],
-        problem.roles.inputs,
-        problem.labels,
-    )
+    pipeline = Pipeline.from_stage_files(stage_paths, problem.roles.inputs, problem.labels)
     frame = pd.concat([split.test, pd.DataFrame({TEXT_COLUMN: TRICKY, TARGET: "neutral"})], ignore_index=True)
     expected = model.predict_scores(frame)
     inputs = problem.input_frame(frame)
-    batch = pipeline.predict_columns({c: inputs[c].to_numpy(dtype=object) for c in inputs.columns})
+    batch = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist()))
     assert np.abs(batch.probabilities - expected).max() <= 1e-3
     assert np.mean(batch.indices == expected.argmax(axis=1)) >= 0.999
-    label_output = pipeline.estimator.run(
-        {FEATURES: pipeline.transformer.transform(inputs.to_numpy(dtype=object))}
+    label_output = (
+        local_stages(pipeline)
+        .stages["classifier"]
+        .run({FEATURES: pipeline.stages.run("transformer", inputs.to_numpy(dtype=object))})
     )
     np.testing.assert_array_equal(label_output[LABEL], batch.indices)
     assert list(batch.labels) == [problem.labels[i] for i in expected.argmax(axis=1)]
@@ -136,15 +135,9 @@ def test_several_text_columns_are_joined_inside_the_graph(split, tmp_path: Path)
     stages = model.to_onnx()
     assert [i.name for i in stages.transformer.graph.input] == ["title", TEXT_COLUMN]
     paths = stages.save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths["classifier"],
-        paths["inverse_label"],
-        problem.roles.inputs,
-        problem.labels,
-    )
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
     inputs = problem.input_frame(split.test)  # titles are missing in some rows: "" as serving sends them
-    batch = pipeline.predict_columns({c: inputs[c].to_numpy(dtype=object) for c in inputs.columns})
+    batch = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist()))
     assert np.abs(batch.probabilities - model.predict_scores(split.test)).max() <= 1e-3
 
 
@@ -156,11 +149,9 @@ def test_regression_head(split, tmp_path: Path) -> None:
     stages = model.to_onnx()
     assert stages.inverse_label is None
     paths = stages.save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths["regressor"], None, problem.roles.inputs, ()
-    )
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, ())
     inputs = problem.input_frame(split.test)
-    values = pipeline.predict_columns({c: inputs[c].to_numpy(dtype=object) for c in inputs.columns}).values
+    values = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist())).values
     expected = model.predict_scores(split.test)
     assert np.abs(values - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
     assert 1.0 <= expected.mean() <= 5.0
@@ -201,3 +192,9 @@ def test_graphs_use_only_onnxruntime_operators(model: FastTextModel) -> None:
     domains = {node.domain for g in (stages.transformer, stages.estimator) for node in g.graph.node}
     assert domains <= {"", "ai.onnx.ml", "com.microsoft"}  # no onnxruntime-extensions library needed
     onnx.checker.check_model(stages.estimator)
+
+
+def local_stages(pipeline: Pipeline) -> LocalStages:
+    """The pipeline's stages in this process, for tests that run one graph by itself."""
+    assert isinstance(pipeline.stages, LocalStages)
+    return pipeline.stages

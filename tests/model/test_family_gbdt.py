@@ -10,8 +10,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from services.artifacts import load_manifest
-from services.runtime import InferencePipeline
+from services.artifacts import ModelArtifact
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
 from training.automl.families import family_class, gbdt
@@ -80,11 +81,13 @@ def test_classifier_exports_with_parity_and_serves(split: Split, target: str, tm
     np.testing.assert_allclose(reports[-1][1].sum(axis=1), 1.0, atol=1e-6)
 
     version = _export(model, split, tmp_path / "reviews")
-    parity = load_manifest(version).parity
+    parity = ModelArtifact.from_directory(version).manifest.parity
     assert parity.passed and parity.rows == len(split.test)
     assert parity.max_abs_probability_diff <= parity.max_probability_tolerance == 1e-3
-    pipeline = InferencePipeline.from_directory(version)
-    answers = pipeline.predict_records([{TEXT_COLUMN: "Love it, fits perfectly"}, {TEXT_COLUMN: ""}])
+    pipeline = Pipeline.from_directory(version)
+    answers = pipeline.predict(
+        Records([{TEXT_COLUMN: "Love it, fits perfectly"}, {TEXT_COLUMN: ""}])
+    ).records()
     assert [a["predicted_label"] in problem.labels for a in answers] == [True, True]
     assert sum(answers[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
@@ -97,7 +100,7 @@ def test_text_categorical_and_numeric_inputs_together(split: Split, tmp_path: Pa
     assert split.test["age"].isna().any()
 
     version = _export(model, split, tmp_path / "reviews")
-    manifest = load_manifest(version)
+    manifest = ModelArtifact.from_directory(version).manifest
     assert [(c.name, c.role) for c in manifest.inputs] == [
         (TEXT_COLUMN, "text"),
         ("class_name", "categorical"),
@@ -108,19 +111,23 @@ def test_text_categorical_and_numeric_inputs_together(split: Split, tmp_path: Pa
 
     # Values training never saw (NaN where there was none, an unknown category) follow LightGBM's branches.
     unseen = split.test.assign(positive_feedback_count=np.nan, class_name="never seen")
-    pipeline = InferencePipeline.from_directory(version)
-    served = pipeline.predict_array(problem.input_frame(unseen).to_numpy(dtype=object)).probabilities
+    pipeline = Pipeline.from_directory(version)
+    served = pipeline.predict(
+        Records(problem.input_frame(unseen).to_numpy(dtype=object).tolist())
+    ).probabilities
     np.testing.assert_allclose(served, model.predict_scores(unseen), atol=1e-5)
-    answers = pipeline.predict_records(
-        [
-            {
-                TEXT_COLUMN: "Cheap fabric, returned it",
-                "class_name": "Dresses",
-                "age": None,
-                "positive_feedback_count": 3,
-            },
-        ]
-    )
+    answers = pipeline.predict(
+        Records(
+            [
+                {
+                    TEXT_COLUMN: "Cheap fabric, returned it",
+                    "class_name": "Dresses",
+                    "age": None,
+                    "positive_feedback_count": 3,
+                },
+            ]
+        )
+    ).records()
     assert answers[0]["predicted_label"] in problem.labels
 
 
@@ -135,9 +142,9 @@ def test_regressor_exports_with_parity_and_serves(split: Split, tmp_path: Path) 
     )  # RMSE of ratings 1..5
 
     version = _export(model, split, tmp_path / "ratings")
-    manifest = load_manifest(version)
+    manifest = ModelArtifact.from_directory(version).manifest
     assert manifest.problem_type == "regression" and manifest.parity.passed
-    answers = InferencePipeline.from_directory(version).predict_records([{TEXT_COLUMN: "Love it"}])
+    answers = Pipeline.from_directory(version).predict(Records([{TEXT_COLUMN: "Love it"}])).records()
     assert 1.0 <= answers[0]["predicted_value"] <= 5.5
 
 

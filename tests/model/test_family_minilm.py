@@ -18,7 +18,10 @@ import pandas as pd
 import pytest
 from onnxruntime_extensions import get_library_path
 
-from services.runtime import FEATURES, LABEL, InferencePipeline
+from services.artifacts import FEATURES, LABEL
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
+from services.runtime.stages import LocalStages
 from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
 from training.automl.families.minilm import MiniLMModel, load_tokenizer
@@ -91,21 +94,17 @@ def test_tokenizer_graph_matches_the_python_tokenizer(prepared_reviews: pd.DataF
 def test_onnx_stages_reproduce_torch(model: MiniLMModel, problem, frames, tmp_path: Path) -> None:
     test = pd.concat([frames[2], pd.DataFrame({TEXT_COLUMN: TRICKY, TARGET: "neutral"})], ignore_index=True)
     paths = model.to_onnx().save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"],
-        paths["classifier"],
-        paths["inverse_label"],
-        problem.roles.inputs,
-        problem.labels,
-    )
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
     inputs = problem.input_frame(test)
-    batch = pipeline.predict_columns({c: inputs[c].to_numpy(dtype=object) for c in inputs.columns})
+    batch = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist()))
     expected = model.predict_scores(test)
     assert np.abs(batch.probabilities - expected).max() <= model.max_probability_tolerance
     assert np.mean(batch.indices == expected.argmax(axis=1)) >= 0.999
-    features = pipeline.transformer.transform(inputs.to_numpy(dtype=object))
+    features = pipeline.stages.run("transformer", inputs.to_numpy(dtype=object))
     np.testing.assert_array_equal(features, model.token_ids(test))
-    np.testing.assert_array_equal(pipeline.estimator.run({FEATURES: features})[LABEL], batch.indices)
+    np.testing.assert_array_equal(
+        local_stages(pipeline).stages["classifier"].run({FEATURES: features})[LABEL], batch.indices
+    )
 
 
 def test_quantization_is_kept_only_with_label_parity(model: MiniLMModel, frames) -> None:
@@ -135,11 +134,9 @@ def test_regression_head(frames, tmp_path: Path) -> None:
     stages = model.to_onnx()
     assert stages.inverse_label is None
     paths = stages.save(tmp_path)
-    pipeline = InferencePipeline.from_files(
-        paths["transformer"], paths["regressor"], None, problem.roles.inputs, ()
-    )
+    pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, ())
     inputs = problem.input_frame(test)
-    values = pipeline.predict_columns({c: inputs[c].to_numpy(dtype=object) for c in inputs.columns}).values
+    values = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist())).values
     expected = model.predict_scores(test)
     assert values.shape == expected.shape == (len(test),)
     assert np.abs(values - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
@@ -161,3 +158,9 @@ def test_deadline_stops_a_running_fit(frames, problem) -> None:
     model = MiniLMModel(problem, params).fit(train, validation, deadline=started + 40)
     assert time.monotonic() - started <= 40
     assert 1 <= model.epochs_ < 1000
+
+
+def local_stages(pipeline: Pipeline) -> LocalStages:
+    """The pipeline's stages in this process, for tests that run one graph by itself."""
+    assert isinstance(pipeline.stages, LocalStages)
+    return pipeline.stages

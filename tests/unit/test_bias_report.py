@@ -276,7 +276,8 @@ def test_post_training_from_a_served_model(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from services.runtime import InferencePipeline
+    from services.runtime.pipeline import Pipeline
+    from services.runtime.schema import Records
 
     sample = reviews.head(400)
     path = tmp_path / "sample.parquet"
@@ -304,10 +305,12 @@ def test_post_training_from_a_served_model(
     analysis = json.loads((tmp_path / "r" / "analysis.json").read_text())
     assert analysis["details"]["predictions"] == f"model {trained_model_dir}"
     # the same predictions as the runtime gives: DPPL from them by hand for the "General" facet
-    pipeline = InferencePipeline.from_directory(trained_model_dir)
+    pipeline = Pipeline.from_directory(trained_model_dir)
     labels = [
         r["predicted_label"]
-        for r in pipeline.predict_records([{"review_body": t} for t in sample["review_body"].fillna("")])
+        for r in pipeline.predict(
+            Records([{"review_body": t} for t in sample["review_body"].fillna("")])
+        ).records()
     ]
     known = sample["division_name"].notna().to_numpy()
     predicted = np.array(labels)[known] == "positive"
