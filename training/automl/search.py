@@ -5,7 +5,8 @@ samples the family and its hyperparameters.  Iterative families report per-epoch
 median pruner, comparing each trial with finished trials of its own family, stops hopeless trials early.  The
 study lives in SQLite by default (a PostgreSQL URL works too, so several machines can run trials of one study),
 each finished candidate is pickled beside it, and each trial's record is written as JSON, so a run interrupted
-by Ctrl-C or a crash resumes where it stopped and its finished candidates stay usable.
+by Ctrl-C or a crash resumes where it stopped and its finished candidates stay usable.  Ctrl-C stops the running
+candidate and then the study, never Optuna's own bookkeeping (:mod:`training.automl.interrupt`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from services.runtime import InferencePipeline
+from services.runtime.pipeline import Pipeline
+from services.runtime.schema import Records
 from training.automl.candidate import BudgetExceeded, CandidateModel, Preset, remaining
 from training.automl.families import FAMILY_PATHS, family_class
+from training.automl.interrupt import Interrupt
 from training.automl.objectives import Objective
 from training.data import Split
 from training.errors import DataError
@@ -92,7 +95,7 @@ class TrialRecord:
     family: str
     params: dict[str, Any]
     state: str
-    """``complete``, ``pruned``, ``over_budget`` or ``failed``."""
+    """``complete``, ``pruned``, ``over_budget``, ``interrupted`` (Ctrl-C) or ``failed``."""
     validation: float | None = None
     test: dict[str, float] = field(default_factory=dict)
     fit_seconds: float = 0.0
@@ -138,19 +141,13 @@ def single_row_latency_ms(candidate: CandidateModel, row: pd.DataFrame) -> tuple
     with tempfile.TemporaryDirectory() as tmp:
         paths = candidate.to_onnx().save(Path(tmp))
         size = sum(p.stat().st_size for p in paths.values())
-        pipeline = InferencePipeline.from_files(
-            paths["transformer"],
-            paths.get("classifier") or paths["regressor"],
-            paths.get("inverse_label"),
-            problem.roles.inputs,
-            problem.labels,
-        )
-        columns = problem.input_frame(row).to_numpy(dtype=object)
-        pipeline.predict_array(columns)
+        pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
+        records = Records(problem.input_frame(row).to_numpy(dtype=object).tolist())
+        pipeline.predict(records)
         timings = []
         for _ in range(LATENCY_REPEATS):
             start = time.perf_counter()
-            pipeline.predict_array(columns)
+            pipeline.predict(records)
             timings.append(time.perf_counter() - start)
     return size, 1000 * float(np.median(timings))
 
@@ -178,6 +175,7 @@ class Search:
         if not self.families:
             raise DataError(f"no candidate family of preset {settings.preset!r} supports this problem")
         self.y_validation = problem.encode_target(split.validation)
+        self.interrupt = Interrupt()
 
     @property
     def trials_dir(self) -> Path:
@@ -216,22 +214,25 @@ class Search:
             unit="candidate",
             disable=not self.progress,
         )
+        self.interrupt = Interrupt()
         try:
-            if remaining_count != 0:
-                study.optimize(
-                    self._objective,
-                    n_trials=remaining_count,
-                    timeout=self.settings.time_budget_s,
-                    catch=(Exception,),
-                    gc_after_trial=True,
-                )
-        except KeyboardInterrupt:
-            logger.warning(
-                "interrupted: keeping the %d finished candidates", len(TrialRecord.load_all(self.trials_dir))
-            )
+            with self.interrupt:
+                if remaining_count != 0:
+                    study.optimize(
+                        self._objective,
+                        n_trials=remaining_count,
+                        timeout=self.settings.time_budget_s,
+                        catch=(Exception,),
+                        callbacks=[self.interrupt.stop_study],
+                        gc_after_trial=True,
+                    )
         finally:
             self.bar.close()
-        return TrialRecord.load_all(self.trials_dir)
+        records = TrialRecord.load_all(self.trials_dir)
+        if self.interrupt.requested:
+            finished = sum(r.state == "complete" for r in records)
+            logger.warning("interrupted: keeping the %d finished candidates", finished)
+        return records
 
     def _objective(self, trial: Any) -> float:
         family = trial.suggest_categorical("family", self.families)
@@ -255,25 +256,30 @@ class Search:
             value = self.objective.score(self.problem, truth, np.asarray(validation_scores))
             candidate_bar.update()
             candidate_bar.set_postfix({self.objective.name: f"{value:.4f}"})
-            trial.report(value, step)
-            if trial.should_prune():
+            with self.interrupt.deferred():  # never cut a write to the study's storage
+                trial.report(value, step)
+                prune = trial.should_prune()
+            if prune:
                 raise optuna.TrialPruned(f"pruned at epoch {step} with {self.objective.name} {value:.4f}")
 
         started = time.monotonic()
         try:
             if remaining(self.deadline) <= 0:
                 raise BudgetExceeded("no time left")
-            candidate = cls(self.problem, params, seed=self.settings.seed)
-            candidate.fit(self.split.train, self.split.validation, deadline=self.deadline, on_epoch=on_epoch)
-            record.fit_seconds = time.monotonic() - started
-            scores = np.asarray(candidate.predict_scores(self.split.validation))
-            record.validation = self.objective.score(self.problem, self.y_validation, scores)
-            if not math.isfinite(record.validation):
-                raise ValueError(f"validation {self.objective.name} is {record.validation}")
-            record.test = test_scores(self.problem, self.objective, candidate, self.split.test)
-            record.model_bytes, record.latency_ms = single_row_latency_ms(
-                candidate, self.split.validation.head(1)
-            )
+            with self.interrupt.interruptible():  # minutes of fit and scoring: Ctrl-C stops them at once
+                candidate = cls(self.problem, params, seed=self.settings.seed)
+                candidate.fit(
+                    self.split.train, self.split.validation, deadline=self.deadline, on_epoch=on_epoch
+                )
+                record.fit_seconds = time.monotonic() - started
+                scores = np.asarray(candidate.predict_scores(self.split.validation))
+                record.validation = self.objective.score(self.problem, self.y_validation, scores)
+                if not math.isfinite(record.validation):
+                    raise ValueError(f"validation {self.objective.name} is {record.validation}")
+                record.test = test_scores(self.problem, self.objective, candidate, self.split.test)
+                record.model_bytes, record.latency_ms = single_row_latency_ms(
+                    candidate, self.split.validation.head(1)
+                )
             path = self.run_dir / "candidates" / f"{trial.number:04d}.pkl"
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as handle:
@@ -287,6 +293,10 @@ class Search:
         except BudgetExceeded as exc:
             record.state, record.error = "over_budget", f"the time budget ran out: {exc}"
             raise optuna.TrialPruned(record.error) from exc
+        except KeyboardInterrupt:
+            # Optuna records the trial as pruned; the study stops after it (Interrupt.stop_study).
+            record.state, record.error = "interrupted", "stopped by Ctrl-C"
+            raise optuna.TrialPruned(record.error) from None
         except Exception as exc:
             record.state, record.error = "failed", f"{type(exc).__name__}: {exc}"
             logger.warning("trial %d (%s) failed: %s", trial.number, family, record.error)
@@ -295,7 +305,11 @@ class Search:
             record.fit_seconds = record.fit_seconds or time.monotonic() - started
             candidate_bar.close()
             record.save(self.trials_dir)
-            best = [r.validation for r in TrialRecord.load_all(self.trials_dir) if r.state == "complete"]
+            best = [
+                r.validation
+                for r in TrialRecord.load_all(self.trials_dir)
+                if r.state == "complete" and r.validation is not None
+            ]
             if best:
                 top = max(best) if self.objective.direction == "maximize" else min(best)
                 self.bar.set_postfix(
@@ -338,9 +352,10 @@ class FamilyMedianPruner(optuna.pruners.BasePruner):
 
 def best_record(records: Sequence[TrialRecord], objective: Objective) -> TrialRecord | None:
     """The complete trial with the best validation objective (ties: the earlier trial)."""
-    best = None
+    best: TrialRecord | None = None
     for record in records:
-        if record.state == "complete" and record.validation is not None:
-            if best is None or objective.better(record.validation, best.validation):  # type: ignore[arg-type]
-                best = record
+        if record.state != "complete" or record.validation is None:
+            continue
+        if best is None or best.validation is None or objective.better(record.validation, best.validation):
+            best = record
     return best
