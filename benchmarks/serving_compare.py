@@ -50,7 +50,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 BENCH = Path(__file__).resolve().parent
@@ -62,8 +61,6 @@ import serving_artifacts as artifacts  # noqa: E402
 from serving_client import percentile  # noqa: E402
 from serving_footprint import server_tree_memory_mb  # noqa: E402
 
-from services.runtime.pipeline import Pipeline  # noqa: E402
-from services.runtime.schema import Records  # noqa: E402
 from harness.server import (  # noqa: E402
     RunningServer,
     free_port,
@@ -71,6 +68,8 @@ from harness.server import (  # noqa: E402
     running_command,
     running_server,
 )
+from services.runtime.pipeline import Pipeline  # noqa: E402
+from services.runtime.schema import Records  # noqa: E402
 
 CLIENT = BENCH / "serving_client.py"
 CHECK_RECORDS = 200
@@ -113,9 +112,11 @@ def bentoml_service(target: str, env: dict[str, str], log: Path) -> Iterator[Run
         "--port",
         str(port),
     ]
-    with tempfile.TemporaryDirectory(prefix="bentoml-home-") as home:
-        with running_command(command, port, env={**env, "BENTOML_HOME": home}, log_path=log) as server:
-            yield server
+    with (
+        tempfile.TemporaryDirectory(prefix="bentoml-home-") as home,
+        running_command(command, port, env={**env, "BENTOML_HOME": home}, log_path=log) as server,
+    ):
+        yield server
 
 
 def process_memory(pid: int) -> list[dict[str, Any]]:
@@ -245,6 +246,7 @@ def measure_inprocess(
 ) -> None:
     pipeline = Pipeline.from_directory(model_dir)
     check = pipeline.predict(Records(records[:CHECK_RECORDS]))
+    assert check.labels is not None
     variant.extra["labels"] = [str(label) for label in check.labels]
     for per_request in shapes:
         batches = [
@@ -499,9 +501,11 @@ def write_csv(path: Path, variants: dict[str, Variant]) -> None:
 
 def summary_markdown(results: dict[str, Any], variants: dict[str, Variant], batch: int) -> str:
     lines = [
-        f"Load average before / after: {results['load_before']} / {results['load_after']}; "
-        f"{results['seconds']:g} s per level; {results['machine']['cores']} cores shared by client and "
-        "server.",
+        (
+            f"Load average before / after: {results['load_before']} / {results['load_after']}; "
+            f"{results['seconds']:g} s per level; {results['machine']['cores']} cores shared by client and "
+            "server."
+        ),
         "",
         "| variant | records/request | best records/s | at concurrency | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",

@@ -38,6 +38,7 @@ import json
 import random
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, events
@@ -124,8 +125,8 @@ def _read_sample(path: str) -> list[dict[str, str]]:
 class Load:
     """What every user shares, set once when Locust starts (``_configure``)."""
 
-    records: list[dict[str, str]] = []
-    columns: list[str] = []
+    records: ClassVar[list[dict[str, str]]] = []
+    columns: ClassVar[list[str]] = []
     batch = 32
     explain_batch = 1
     model = "reviews"
@@ -199,7 +200,7 @@ class TripodUser(FastHttpUser):
         )
         with self.client.post(
             "/invocations",
-            data=rows.getvalue().encode(),
+            data=rows.getvalue(),
             name=f"/invocations csv [{n}]",
             headers={"content-type": "text/csv", "accept": "application/json"},
             catch_response=True,

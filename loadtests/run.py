@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample-file", type=Path, help="use these JSON Lines records instead of --data")
     parser.add_argument("--url", help="a service already running on loopback (no server is started)")
     parser.add_argument("--duration", type=float, default=_env_float("TRIPOD_LOAD_DURATION_S", 60))
-    parser.add_argument("--users", type=int, default=int(os.environ.get("TRIPOD_LOAD_USERS", 4)))
+    parser.add_argument("--users", type=int, default=int(os.environ.get("TRIPOD_LOAD_USERS", "4")))
     parser.add_argument("--spawn-rate", type=float, default=_env_float("TRIPOD_LOAD_SPAWN_RATE", 4))
     parser.add_argument("--out", type=Path, default=ROOT / "loadtests" / "results")
     parser.add_argument(

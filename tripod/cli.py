@@ -14,13 +14,17 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 import typer.main
 
 from services.errors import TripodError
 from tripod.cli_data import register_data_commands
+
+if TYPE_CHECKING:  # the training extras are imported only by the commands that need them
+    from training.automl.candidate import Preset
+    from training.problem import ProblemType
 
 app = typer.Typer(
     name="tripod",
@@ -32,6 +36,13 @@ app = typer.Typer(
 
 USER_ERROR = 2
 INTERRUPTED = 130
+PROBLEM_TYPES: dict[str, ProblemType | Literal["auto"]] = {
+    "auto": "auto",
+    "binary": "binary",
+    "multiclass": "multiclass",
+    "regression": "regression",
+}
+PRESETS: dict[str, Preset] = {"fast": "fast", "balanced": "balanced", "best": "best"}
 
 
 def fail(message: str) -> NoReturn:
@@ -166,22 +177,22 @@ def automl(
 
     ensure_model_root(out)  # a bad --out fails now, not after the search
 
-    if problem_type not in ("auto", "binary", "multiclass", "regression"):
-        fail(f"--problem-type must be auto, binary, multiclass or regression, not {problem_type!r}")
-    if preset not in ("fast", "balanced", "best"):
-        fail(f"--preset must be fast, balanced or best, not {preset!r}")
+    problem = PROBLEM_TYPES.get(problem_type) or fail(
+        f"--problem-type must be auto, binary, multiclass or regression, not {problem_type!r}"
+    )
+    chosen_preset = PRESETS.get(preset) or fail(f"--preset must be fast, balanced or best, not {preset!r}")
     with materialized_input(input_spec(str(data) if data else None, lake, dataset, sql)) as path:
         result = run_automl(
             path,
             target,
             out,
-            problem_type=problem_type,
+            problem_type=problem,
             objective=objective,
-            time_budget=time_budget,  # type: ignore[arg-type]
+            time_budget=time_budget,
             max_candidates=max_candidates,
-            preset=preset,
+            preset=chosen_preset,
             seed=seed,
-            text=_columns(text),  # type: ignore[arg-type]
+            text=_columns(text),
             categorical=_columns(categorical),
             numeric=_columns(numeric),
             ignore=_columns(ignore),
@@ -270,9 +281,9 @@ def serve(
         env = {**os.environ, **settings.environ(), "BENTOML_HOME": home}
         graceful = ["--timeout-graceful-shutdown", str(settings.shutdown_timeout_s)]
         # The server dies with this process even when it is killed with SIGKILL (no orphan keeps the port).
-        process = subprocess.Popen(  # noqa: PLW1509 - this process runs no threads; prctl is async-signal-safe
-            bentoml_serve_command(host, port, extra=graceful), env=env, preexec_fn=die_with_parent
-        )
+        command = bentoml_serve_command(host, port, extra=graceful)
+        # preexec_fn runs between fork and exec; this process starts no threads and prctl is async-signal-safe.
+        process = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
             code = process.wait()

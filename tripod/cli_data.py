@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from training.bias import FacetSpec
+    from training.bias.balance import BalanceBy
     from training.lake import InputSpec
 
 DataOption = Annotated[
@@ -46,6 +47,9 @@ class OrderedOptionsCommand(TyperCommand):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta["tripod.raw_args"] = list(args)
         return super().parse_args(ctx, args)
+
+
+BALANCE_BY: dict[str, BalanceBy] = {"class": "class", "facet-class": "facet-class"}
 
 
 def input_spec(data: str | None, lake: str | None, dataset: str | None, sql: str | None) -> InputSpec:
@@ -338,16 +342,19 @@ def balance(
     from training.reports import write_html, write_json
 
     del facet_value, threshold
+    strategy = BALANCE_BY.get(by)
+    if strategy is None:
+        raise BiasError(f"--by must be class or facet-class, not {by!r}")
     facets = facet_specs(ctx.meta.get("tripod.raw_args", []))
-    if by == "facet-class" and len(facets) != 1:
+    if strategy == "facet-class" and len(facets) != 1:
         raise BiasError("--by facet-class needs exactly one --facet")
     spec = input_spec(data, lake, dataset, sql)
     frame = _load(spec)
     balanced, summary = run_balance(
         frame,
         label,
-        by=by,
-        facet=facets[0] if facets else None,  # type: ignore[arg-type]
+        by=strategy,
+        facet=facets[0] if facets else None,
         seed=seed,
     )
     label_spec = LabelSpec(label, tuple(_split(positive_label))) if positive_label else None

@@ -8,6 +8,7 @@ written by ``tripod predict`` and, later, batch-transform outputs use the same e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ CLASSIFICATION_KEYS = ("predicted_label", "probability", "probabilities", "label
 REGRESSION_KEYS = ("predicted_value",)
 
 
-def answer_rows(batch: PredictionBatch, keys: Sequence[str]) -> list[dict[str, object]]:
+def answer_rows(batch: PredictionBatch, keys: Sequence[str]) -> list[dict[str, Any]]:
     """One dict per record with exactly ``keys``: labels and probabilities are lists in label order."""
     if batch.values is not None:
         return [{"predicted_value": float(value)} for value in np.asarray(batch.values, dtype=np.float64)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class PredictionBatch:
             raise ValueError("a regression batch has no class indices")
         return class_indices(self.probabilities)
 
-    def records(self) -> list[dict[str, object]]:
+    def records(self) -> list[dict[str, Any]]:
         """JSON-ready rows: ``predicted_label``, its ``probability`` and every label's ``probabilities``; or
         ``predicted_value`` for regression."""
         if self.values is not None:

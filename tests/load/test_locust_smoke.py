@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.server import RunningServer, running_server
 from loadtests import slo
 from loadtests.run import run_locust
-from harness.server import RunningServer, running_server
 
 SCENARIOS = {"/predict [1]", "/predict [8]", "/invocations csv [8]", "/v2 infer [8]"}
 EVEN_WEIGHTS = {

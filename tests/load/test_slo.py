@@ -99,7 +99,9 @@ def test_a_clean_fast_run_passes(tmp_path: Path) -> None:
     ],
     ids=["an-error", "p99-over-default", "p99-over-own-limit", "no-traffic", "limit-for-missing-request"],
 )
-def test_a_missed_objective_fails(tmp_path: Path, rows, objectives: slo.Objectives, miss: str) -> None:
+def test_a_missed_objective_fails(
+    tmp_path: Path, rows: list[tuple[str, int, int, str, str]], objectives: slo.Objectives, miss: str
+) -> None:
     verdict = slo.check(
         _stats(tmp_path, [*rows, ("Aggregated", rows[0][1], rows[0][2], "20", "30")]), objectives
     )
@@ -107,7 +109,9 @@ def test_a_missed_objective_fails(tmp_path: Path, rows, objectives: slo.Objectiv
     assert any(re.search(miss, m) for m in verdict.misses), verdict.misses
 
 
-def test_the_command_exits_1_on_a_miss_and_names_the_failure(tmp_path: Path, capsys) -> None:
+def test_the_command_exits_1_on_a_miss_and_names_the_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _stats(tmp_path, [("/predict [1]", 10, 2, "20", "90"), ("Aggregated", 10, 2, "20", "90")])
     (tmp_path / "run_failures.csv").write_text(
         'Method,Name,Error,Occurrences\nPOST,/predict [1],"HTTP 500",2\n'

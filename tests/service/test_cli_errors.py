@@ -214,7 +214,7 @@ def test_killing_serve_with_sigkill_leaves_no_server_holding_the_port(
         assert children, "tripod serve started no server"
         serve.kill()
         serve.wait()
-        gone, alive = psutil.wait_procs(children, timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"orphans still running: {[p.cmdline() for p in alive]}"
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -102,6 +102,7 @@ def test_tritonclient_infer_equals_the_in_process_runtime(
         request_id="req-7",
     )
     expected = pipeline.predict(Records([[t] for t in TEXTS]))
+    assert expected.labels is not None and expected.probabilities is not None
     assert result.get_response()["id"] == "req-7"
     labels = [
         label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("predicted_label")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -51,7 +52,7 @@ def _bodies(column: str) -> dict[str, tuple[str, bytes]]:
     }
 
 
-def _answers(response: httpx.Response, kind: str, keys: list[str]) -> list[dict[str, object]]:
+def _answers(response: httpx.Response, kind: str, keys: list[str]) -> list[dict[str, Any]]:
     """Decode an /invocations answer back to records, whatever its type."""
     assert response.headers["content-type"].startswith(kind)
     if kind == "application/json":
@@ -62,7 +63,7 @@ def _answers(response: httpx.Response, kind: str, keys: list[str]) -> list[dict[
     decoded = []
     for row in rows:
         assert len(row) == len(keys)
-        record: dict[str, object] = {}
+        record: dict[str, Any] = {}
         for key, value in zip(keys, row, strict=True):
             record[key] = (
                 json.loads(value)
@@ -73,7 +74,7 @@ def _answers(response: httpx.Response, kind: str, keys: list[str]) -> list[dict[
     return decoded
 
 
-def _expected(pipeline: Pipeline, texts: list[str]) -> list[dict[str, object]]:
+def _expected(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any]]:
     batch = pipeline.predict(Records([[t] for t in texts]))
     assert batch.labels is not None and batch.probabilities is not None
     return [

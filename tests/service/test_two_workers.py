@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -75,6 +76,7 @@ def test_the_entrypoint_serves_the_sagemaker_contract_with_two_entry_workers(
         timeout=30,
     )
     expected = pipeline.predict(Records([["great"], ["Awful,\nripped"]]))
+    assert expected.labels is not None
     assert [line.split('"')[3] for line in response.text.splitlines()] == list(expected.labels)
     bad = httpx.post(
         f"{sagemaker_server.url}/invocations",
@@ -87,7 +89,7 @@ def test_the_entrypoint_serves_the_sagemaker_contract_with_two_entry_workers(
         assert client.is_server_ready()
         tensor = triton.InferInput(column, [2], "BYTES")
         tensor.set_data_from_numpy(np.array(["great", "Awful,\nripped"], dtype=object))
-        result = client.infer(pipeline.manifest.name, [tensor])  # type: ignore[union-attr]
+        result = client.infer(pipeline.manifest.name, [tensor])
         assert [label.decode() for label in result.as_numpy("predicted_label")] == list(expected.labels)
 
 
@@ -146,9 +148,9 @@ def test_metrics_count_every_prediction_exactly_across_two_workers(
     for _ in range(4):  # each scrape may land on either worker: every one must show the whole server
         after = _samples(httpx.get(f"{url}/metrics", timeout=10).text)
 
-        def delta(metric: str, **labels: str) -> float:
+        def delta(metric: str, scraped: dict[Any, float] = after, **labels: str) -> float:
             key = (metric, frozenset(labels.items()))
-            return after.get(key, 0.0) - before.get(key, 0.0)
+            return scraped.get(key, 0.0) - before.get(key, 0.0)
 
         for label in pipeline.class_names:
             assert (

@@ -24,5 +24,5 @@ def test_variables_override_fields_and_round_trip_through_environ() -> None:
 
 @pytest.mark.parametrize("value", ["zero", "0", "-5"], ids=["not-a-number", "zero", "negative"])
 def test_a_bad_value_names_the_variable(value: str) -> None:
-    with pytest.raises(TripodError, match="^TRIPOD_MAX_RECORDS: "):
+    with pytest.raises(TripodError, match=r"^TRIPOD_MAX_RECORDS: "):
         ServingSettings.from_env({"TRIPOD_MAX_RECORDS": value})
