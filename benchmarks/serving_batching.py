@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: harness/ is not installed
 
-from harness.server import running_server  # noqa: E402
+from harness.server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [

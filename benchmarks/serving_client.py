@@ -106,7 +106,7 @@ class Load:
             async with self.session.post(self.url, data=body, headers=self.headers) as response:
                 await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
         else:
             error = f"HTTP {status}"

@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: harness/ is not installed
 
-from harness.server import running_server  # noqa: E402
+from harness.server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

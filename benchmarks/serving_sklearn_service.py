@@ -26,7 +26,7 @@ import pandas as pd
 class HandWrittenSklearn:
     def __init__(self) -> None:
         with open(os.environ["SKLEARN_PIPELINE"], "rb") as handle:
-            saved = pickle.load(handle)  # noqa: S301 - our own benchmark artifact
+            saved = pickle.load(handle)
         self.pipeline = saved["pipeline"]
         self.labels = list(saved["labels"])
 

@@ -65,4 +65,7 @@ def test_the_built_bento_serves_predictions(
             f"{server.url}/predict", json={"records": [{column: "Lovely, fits great"}]}, timeout=30
         )
     assert response.status_code == 200
-    assert response.json()[0]["predicted_label"] in ModelArtifact.from_directory(trained_model_dir).manifest.labels
+    assert (
+        response.json()[0]["predicted_label"]
+        in ModelArtifact.from_directory(trained_model_dir).manifest.labels
+    )

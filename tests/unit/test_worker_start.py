@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.runtime.predictions import PredictionBatch
-
 from services.http.worker import _freeze_survivors, settle_heap
+from services.runtime.predictions import PredictionBatch
 
 
 @pytest.fixture
