@@ -156,7 +156,7 @@ def prepare_reviews(
         )
 
     renames = {c: (text_out if c == text_column else snake_case(c)) for c in frame.columns}
-    names = list(renames.values()) + [label_column]
+    names = [*renames.values(), label_column]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DataError(f"columns collide after renaming to snake_case: {', '.join(duplicates)}")

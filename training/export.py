@@ -28,6 +28,7 @@ from services.artifacts import (
     FEATURES,
     LABEL,
     PREDICTED_LABEL,
+    STAGE_NAMES,
     Candidate,
     Manifest,
     Parity,
@@ -143,7 +144,9 @@ def check_parity(
                 # tensor, so one chunk proves the wiring without running the estimator twice on every row.
                 assert isinstance(pipeline.stages, LocalStages)
                 features = pipeline.stages.run("transformer", pipeline.validate(records))
-                agree &= pipeline.stages.stages["classifier"].run({FEATURES: features})[LABEL] == batch.indices
+                agree &= (
+                    pipeline.stages.stages["classifier"].run({FEATURES: features})[LABEL] == batch.indices
+                )
             agreeing += int(agree.sum())
             diff = np.abs(batch.probabilities.astype(np.float64) - expected)
         max_diff = max(max_diff, float(diff.max(initial=0.0)))
@@ -230,11 +233,8 @@ def library_versions() -> dict[str, str]:
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Hyperparameters as the manifest stores them (JSON scalars or lists of ints)."""
     clean: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, tuple):
-            value = list(value)
-        if isinstance(value, np.generic):
-            value = value.item()
+    for key, raw in params.items():
+        value = list(raw) if isinstance(raw, tuple) else raw.item() if isinstance(raw, np.generic) else raw
         clean[key] = (
             value if isinstance(value, (str, int, float, bool, list)) or value is None else str(value)
         )
@@ -289,7 +289,7 @@ def export_candidate(
             parity.label_agreement,
             parity.max_abs_probability_diff,
         )
-        specs = {stage: stage_spec(path) for stage, path in paths.items()}
+        specs = {stage: stage_spec(paths[stage]) for stage in STAGE_NAMES if stage in paths}
         dump_json(staging / METRICS_FILE, dict(metrics_report))
         if reports is not None:
             shutil.copytree(reports, staging / "reports")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -290,8 +290,3 @@ def infer_problem(
         raise DataError(f"no usable input column besides the target; dropped: {dropped}")
     labels = tuple(sorted(set(label_strings(y.dropna())))) if problem_type != "regression" else ()
     return Problem(target=target, problem_type=problem_type, labels=labels, roles=column_roles)
-
-
-def with_roles(problem: Problem, **roles: tuple[str, ...]) -> Problem:
-    """A copy of ``problem`` with some roles replaced (for families that use only part of the inputs)."""
-    return replace(problem, roles=replace(problem.roles, **roles))

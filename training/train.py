@@ -22,7 +22,7 @@ from training.data import Split, fingerprint, load_table, require_columns, split
 from training.errors import DataError
 from training.evaluate import evaluate, evaluate_regression, flat_metrics
 from training.export import export_candidate
-from training.problem import ColumnRoles, Problem, label_strings, require_text_columns
+from training.problem import ColumnRoles, Problem, ProblemType, label_strings, require_text_columns
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def text_problem(frame: pd.DataFrame, target: str, text_columns: Sequence[str]) 
     labels = tuple(sorted(set(label_strings(frame[target].dropna()))))
     if len(labels) < 2:
         raise DataError(f"need at least two classes to train, found {list(labels)}")
-    problem_type = "binary" if len(labels) == 2 else "multiclass"
+    problem_type: ProblemType = "binary" if len(labels) == 2 else "multiclass"
     return Problem(
         target=target, problem_type=problem_type, labels=labels, roles=ColumnRoles(text=tuple(text_columns))
     )

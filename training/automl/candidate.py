@@ -61,7 +61,7 @@ class OnnxStages:
         else:
             paths["classifier"] = directory / CLASSIFIER_FILE
             paths["inverse_label"] = directory / INVERSE_LABEL_FILE
-        graphs = {
+        graphs: dict[str, onnx.ModelProto | None] = {
             "transformer": self.transformer,
             "classifier": self.estimator,
             "regressor": self.estimator,
@@ -109,8 +109,9 @@ class CandidateModel(ABC):
     """Stable name, used on the leaderboard, in manifests and in notebooks."""
     iterative: ClassVar[bool] = False
     """True when ``fit`` reports per-epoch validation scores (and can be pruned)."""
-    max_probability_tolerance: ClassVar[float] = 1e-3
-    """Export's parity tolerance for this family (label agreement is always ≥ 99.9 %)."""
+    max_probability_tolerance: float = 1e-3
+    """Export's parity tolerance for this family (label agreement is always ≥ 99.9 %); an instance may widen
+    it (an int8-quantized MiniLM, an ensemble of such members)."""
 
     def __init__(self, problem: Problem, params: Mapping[str, Any], seed: int = 42) -> None:
         self.problem = problem

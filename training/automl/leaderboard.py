@@ -17,12 +17,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # reports render without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from training.automl.objectives import Objective  # noqa: E402
-from training.automl.search import TrialRecord  # noqa: E402
+from training.automl.objectives import Objective
+from training.automl.search import TrialRecord
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_HTML = "leaderboard.html"

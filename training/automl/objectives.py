@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn.metrics import (
@@ -19,12 +20,13 @@ from training.errors import DataError
 from training.problem import Problem, ProblemType
 
 CLASSIFICATION: tuple[ProblemType, ...] = ("binary", "multiclass")
+Direction = Literal["maximize", "minimize"]
 
 
 @dataclass(frozen=True)
 class Objective:
     name: str
-    direction: str
+    direction: Direction
     """``maximize`` or ``minimize``: Optuna's study direction."""
     problem_types: tuple[ProblemType, ...]
 

@@ -29,9 +29,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
-from services.artifacts import InputColumn
+from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES, InputColumn
 from services.errors import TripodError
-from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 
 OPSET = 21
 ML_OPSET = 3

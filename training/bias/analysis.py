@@ -265,7 +265,7 @@ def bias_analysis(
         values = {name: fn(counts) for name, fn in bm.PRE_TRAINING_FUNCTIONS.items() if name in wanted_pre}
         errors: dict[str, str] = {}
         if "CDDL" in wanted_pre:
-            if counts.group is None:
+            if counts.group is None or counts.group_d is None:
                 errors["CDDL"] = "CDDL needs a group variable (--group-variable COL)"
             elif counts.n_1 in (0, counts.n):
                 errors["CDDL"] = "CDDL needs both positive and negative labels"
@@ -342,6 +342,7 @@ def bias_analysis(
             }
             for f in range(len(groups.names))
         ]
+        assert counts.confusion_d is not None  # counted with predictions
         for f, entry in enumerate(summary):
             tp, fp, fn, tn = (x[f] for x in bm.confusion_cells(counts.confusion_d))
             ta, fa, na_, ta0 = (x[f] for x in bm.confusion_cells(counts.confusion_a))

@@ -60,6 +60,7 @@ def balance(
         cells = keys.value_counts().reindex(full, fill_value=0)
         empty = cells[cells == 0]
         if len(empty):
+            assert facet is not None  # facet × class without a facet was refused above
             cls, value = empty.index[0]
             raise BiasError(
                 f"no rows with {label}={cls!r} and {facet.name}={value!r} (and {len(empty) - 1} more empty "

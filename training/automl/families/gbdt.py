@@ -287,7 +287,7 @@ class GradientBoostedTrees(CandidateModel):
     def _estimator(self) -> LGBMClassifier | LGBMRegressor:
         from lightgbm import LGBMClassifier, LGBMRegressor
 
-        common = {
+        common: dict[str, Any] = {
             "n_estimators": int(self.params["max_rounds"]),
             "learning_rate": float(self.params["learning_rate"]),
             "num_leaves": int(self.params["num_leaves"]),
@@ -354,8 +354,8 @@ class GradientBoostedTrees(CandidateModel):
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
         features = self.transform(frame)
         if self.problem.is_classification:
-            return self.estimator_.predict_proba(features)
-        return self.estimator_.predict(features)
+            return np.asarray(self.estimator_.predict_proba(features))
+        return np.asarray(self.estimator_.predict(features))
 
     def to_onnx(self) -> OnnxStages:
         register_lightgbm_converters()

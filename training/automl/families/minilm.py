@@ -110,11 +110,13 @@ class MeanPoolingClassifier(torch.nn.Module):
     pooling 0.52 macro-F1, [CLS] pooler 0.30-0.39, so the head starts from the pooling the model knows.
     """
 
-    def __init__(self, encoder: torch.nn.Module, n_outputs: int, dropout: float = 0.1) -> None:
+    def __init__(
+        self, encoder: torch.nn.Module, hidden_size: int, n_outputs: int, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
-        self.head = torch.nn.Linear(encoder.config.hidden_size, n_outputs)
+        self.head = torch.nn.Linear(hidden_size, n_outputs)
         self.n_outputs = n_outputs
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -234,7 +236,7 @@ class MiniLMModel(CandidateModel):
         for layer in encoder.encoder.layer[:frozen]:
             for parameter in layer.parameters():
                 parameter.requires_grad = False
-        return MeanPoolingClassifier(encoder, n_outputs)
+        return MeanPoolingClassifier(encoder, int(encoder.config.hidden_size), n_outputs)
 
     def _loss(self, y: np.ndarray) -> torch.nn.Module:
         return training_loss(self.problem, y, str(self.params.get("class_weight", "none")))
@@ -259,7 +261,7 @@ class MiniLMModel(CandidateModel):
     ) -> MiniLMModel:
         p = self.params
         started = time.monotonic()
-        self._score_memo = {}
+        self._score_memo: dict[str, np.ndarray] = {}
         if past(deadline):
             raise BudgetExceeded("the deadline passed before MiniLM training started")
         torch.manual_seed(self.seed)
@@ -377,7 +379,7 @@ class MiniLMModel(CandidateModel):
             best_scores = self._scores_from_outputs(self._raw_outputs(eval_encoded))
         self.validation_score_ = validation_objective(self.problem, y_eval, best_scores)
         self.quantized_ = False
-        self.quantization_agreement_ = None
+        self.quantization_agreement_: float | None = None
         if p.get("quantize", False) and eval_rows and not past(deadline):
             self.choose_quantization(eval_frame)
         return self

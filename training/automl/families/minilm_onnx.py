@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,12 +177,14 @@ def export_estimator(
     example = torch.full((2, max_length), pad_id, dtype=torch.long)
     example[:, 0], example[:, 1] = 101, 102
     outputs = [LABEL, PROBABILITIES] if offsets is not None else [PREDICTIONS]
-    buffer = io.BytesIO()
-    with torch.no_grad():
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = (
+            Path(tmp) / "estimator.onnx"
+        )  # torch.onnx.export takes a path (its signature has no file objects)
         torch.onnx.export(
             scorer,
             (example,),
-            buffer,
+            path,
             dynamo=False,
             input_names=[FEATURES],
             output_names=outputs,
@@ -191,7 +192,7 @@ def export_estimator(
             opset_version=OPSET,
             do_constant_folding=True,
         )
-    onx = trim_padding(onnx.load_from_string(buffer.getvalue()), pad_id)
+        onx = trim_padding(onnx.load_model(path), pad_id)
     onnx.checker.check_model(onx)
     return onx
 
