@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.automl.candidate import Preset
 from training.automl.families.tfidf import TfidfLinear
 from training.automl.run import run_automl
 from training.automl.search import parse_duration
@@ -56,7 +57,12 @@ def text_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def run_tripod(
-    frame: pd.DataFrame, preset: str, budget: str, seed: int, test: float, max_candidates: int | None = None
+    frame: pd.DataFrame,
+    preset: Preset,
+    budget: str,
+    seed: int,
+    test: float,
+    max_candidates: int | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "reviews.parquet"
@@ -68,7 +74,7 @@ def run_tripod(
             Path(tmp) / "model",
             preset=preset,
             time_budget=budget,
-            seed=seed,  # type: ignore[arg-type]
+            seed=seed,
             max_candidates=max_candidates,
             text=text_columns(frame),
             categorical=[CATEGORY],

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,11 @@ from training.data import load_table, split_frame
 from training.evaluate import evaluate
 from training.train import text_problem
 
+Batch = TypeVar("Batch")
+
 
 def _rows_per_second(
-    run: Callable[[object], object], batches: Sequence[object], rows: int, repeats: int
+    run: Callable[[Batch], object], batches: Sequence[Batch], rows: int, repeats: int
 ) -> float:
     timings = []
     for _ in range(repeats):

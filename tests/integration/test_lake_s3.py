@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from training.lake import InputSpec, Lake, LakeError, load_input, s3_filesystem
+
 moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
-
-from training.lake import InputSpec, Lake, LakeError, load_input, s3_filesystem
 
 BUCKET = "tripod-lake"
 

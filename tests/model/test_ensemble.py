@@ -11,28 +11,33 @@ import pytest
 from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 from tests.conftest import TARGET
+from training.automl.candidate import CandidateModel
 from training.automl.ensemble import SoftVotingEnsemble, choose_members, select_weights
 from training.automl.families import family_class
 from training.automl.objectives import OBJECTIVES
 from training.automl.search import TrialRecord
-from training.data import split_frame, stratified_sample
+from training.data import Split, split_frame, stratified_sample
 from training.problem import ColumnRoles, Problem
 
 ROLES = ColumnRoles(text=("review_body", "title"), categorical=("class_name",), numeric=("age",))
 
 
 @pytest.fixture(scope="module")
-def split(prepared_reviews: pd.DataFrame):
+def split(prepared_reviews: pd.DataFrame) -> Split:
     return split_frame(stratified_sample(prepared_reviews, TARGET, 1200, seed=0), TARGET, seed=42)
 
 
-def _member(name: str, problem: Problem, split, **params: object):
+def _member(name: str, problem: Problem, split: Split, **params: object) -> CandidateModel:
     cls = family_class(name)
     return cls(problem, {**cls.default_params("fast", problem), **params}).fit(split.train, split.validation)
 
 
 def _check(
-    members: list, problem: Problem, split, tmp_path: Path, weights: list[float] | None = None
+    members: list[CandidateModel],
+    problem: Problem,
+    split: Split,
+    tmp_path: Path,
+    weights: list[float] | None = None,
 ) -> None:
     params = {"members": list(range(len(members))), **({"weights": weights} if weights else {})}
     ensemble = SoftVotingEnsemble(problem, params, members=members)
@@ -43,16 +48,17 @@ def _check(
     reference = np.average([m.predict_scores(split.test) for m in members], axis=0, weights=weights)
     np.testing.assert_allclose(expected, reference)
     got = served.probabilities if problem.is_classification else served.values
+    assert got is not None
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_tfidf_and_fasttext_vote_in_one_pair_of_graphs(split, tmp_path: Path) -> None:
+def test_tfidf_and_fasttext_vote_in_one_pair_of_graphs(split: Split, tmp_path: Path) -> None:
     problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
     members = [_member("tfidf_linear", problem, split), _member("fasttext", problem, split, max_epochs=2)]
     _check(members, problem, split, tmp_path)
 
 
-def test_weighted_votes_are_the_same_in_the_graph_as_in_python(split, tmp_path: Path) -> None:
+def test_weighted_votes_are_the_same_in_the_graph_as_in_python(split: Split, tmp_path: Path) -> None:
     problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
     members = [_member("tfidf_linear", problem, split), _member("fasttext", problem, split, max_epochs=2)]
     _check(members, problem, split, tmp_path, weights=[0.75, 0.25])
@@ -77,7 +83,7 @@ def test_selection_weights_never_score_below_the_best_member_and_drop_a_useless_
     assert objective.score(problem, truth, blended) >= best_single
 
 
-def test_a_regression_ensemble_averages_values(split, tmp_path: Path) -> None:
+def test_a_regression_ensemble_averages_values(split: Split, tmp_path: Path) -> None:
     problem = Problem("rating", "regression", (), ROLES)
     members = [
         _member("tfidf_linear", problem, split),
@@ -87,7 +93,7 @@ def test_a_regression_ensemble_averages_values(split, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_minilm_member_with_a_loop_tokenizer_is_inlined(split, tmp_path: Path) -> None:
+def test_a_minilm_member_with_a_loop_tokenizer_is_inlined(split: Split, tmp_path: Path) -> None:
     problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
     members = [
         _member("tfidf_linear", problem, split),

@@ -14,9 +14,10 @@ from services.artifacts import InputColumn, ModelArtifact, sha256_file
 from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 from tests.conftest import SAMPLE_ROWS, TARGET, TEXT_COLUMN
+from training.automl.candidate import OnnxStages
 from training.automl.families.tfidf import TfidfLinear
 from training.automl.sklearn_onnx import ExportError
-from training.data import fingerprint, split_frame, stratified_sample
+from training.data import Split, fingerprint, split_frame, stratified_sample
 from training.errors import ParityError
 from training.export import ExportOptions, export_candidate
 from training.train import run_training, text_problem
@@ -25,22 +26,22 @@ STAGE_FILES = {"transformer.onnx", "classifier.onnx", "inverse_label.onnx"}
 
 
 @pytest.fixture(scope="module")
-def small_split(prepared_reviews: pd.DataFrame):
+def small_split(prepared_reviews: pd.DataFrame) -> Split:
     return split_frame(stratified_sample(prepared_reviews, TARGET, SAMPLE_ROWS, seed=42), TARGET, seed=42)
 
 
 @pytest.fixture(scope="module")
-def small_model(small_split) -> TfidfLinear:
+def small_model(small_split: Split) -> TfidfLinear:
     return _fit(small_split)
 
 
-def _fit(split, **params: object) -> TfidfLinear:
+def _fit(split: Split, **params: object) -> TfidfLinear:
     problem = text_problem(split.train, TARGET, [TEXT_COLUMN])
     chosen = {**TfidfLinear.default_params("balanced", problem), **params}
     return TfidfLinear(problem, chosen).fit(split.train, split.validation)
 
 
-def _export(model: TfidfLinear, split, root: Path, stages=None) -> Path:
+def _export(model: TfidfLinear, split: Split, root: Path, stages: OnnxStages | None = None) -> Path:
     return export_candidate(
         model,
         model_root=root,
@@ -152,6 +153,7 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TfidfLinear,
         paths, [InputColumn(name=TEXT_COLUMN, dtype="string", role="text")], small_model.problem.labels
     )
     batch = pipeline.predict(Records([[text] for text in texts]))
+    assert batch.probabilities is not None and batch.labels is not None
     expected = small_model.predict_scores(pd.DataFrame({TEXT_COLUMN: texts}))
     np.testing.assert_allclose(batch.probabilities, expected, atol=1e-5)
     labels = np.asarray(small_model.problem.labels)[expected.argmax(axis=1)]
@@ -159,7 +161,7 @@ def test_onnx_tokenizes_unicode_text_like_scikit_learn(small_model: TfidfLinear,
 
 
 def test_a_parity_failure_raises_a_clear_error_and_publishes_nothing(
-    small_model: TfidfLinear, small_split, tmp_path: Path
+    small_model: TfidfLinear, small_split: Split, tmp_path: Path
 ) -> None:
     root = tmp_path / "reviews"
     mismatching = small_model.to_onnx(tokenexp=r"\S+")  # whitespace tokens: "dress!" is not "dress"
@@ -172,7 +174,7 @@ def test_a_parity_failure_raises_a_clear_error_and_publishes_nothing(
     assert list(root.iterdir()) == []  # no version, no latest link, no staging directory left behind
 
 
-def test_sublinear_tf_is_refused_before_conversion(small_split, tmp_path: Path) -> None:
+def test_sublinear_tf_is_refused_before_conversion(small_split: Split, tmp_path: Path) -> None:
     model = _fit(small_split, max_features=500)
     model.transformer_.transformers_[0][1].sublinear_tf = True  # a vectorizer fitted with the setting
     with pytest.raises(ExportError, match=r"sublinear_tf=True.*log\(1 \+ tf\).*1 \+ log\(tf\)"):
@@ -229,8 +231,9 @@ def test_each_run_publishes_the_next_version_and_moves_latest(
         ("stars", [TEXT_COLUMN], r"'stars' not found; available columns: .*'review_body'"),
         (TARGET, ["body"], r"'body' not found; available columns:"),
         (TARGET, [TARGET], r"cannot also be a text input column"),
+        (TARGET, ["rating"], r"text column 'rating' holds numbers \(dtype int64\), not text"),
     ],
-    ids=["missing-target", "missing-text-column", "target-as-input"],
+    ids=["missing-target", "missing-text-column", "target-as-input", "numeric-text-column"],
 )
 def test_run_training_refuses_bad_columns_clearly(
     prepared_reviews_path: Path, tmp_path: Path, target: str, text_columns: list[str], message: str
@@ -279,7 +282,7 @@ def test_orphan_ngrams_are_ngrams_with_a_word_outside_the_vocabulary() -> None:
     assert orphan_ngrams(["the", "worst", "the worst", "be adjusted", "be"]) == ["be adjusted"]
 
 
-def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split, tmp_path: Path) -> None:
+def test_fit_drops_orphan_bigrams_so_onnx_matches_every_row(small_split: Split, tmp_path: Path) -> None:
     """At 4,000 features on this sample, max_features keeps 3 bigrams whose words it drops; fit must prune them."""
     from training.automl.sklearn_onnx import orphan_ngrams
 

@@ -21,8 +21,8 @@ from tests.conftest import TARGET, TEXT_COLUMN
 from training.automl.candidate import BudgetExceeded
 from training.automl.families.fasttext import FastTextModel
 from training.automl.families.fasttext_onnx import LOCALE, normalize, tokenize
-from training.data import split_frame, stratified_sample
-from training.problem import infer_problem
+from training.data import Split, split_frame, stratified_sample
+from training.problem import Problem, infer_problem
 
 TRICKY = [
     "I didn’t love it — the “fit” was off; I didn't return it though.",  # curly and straight quotes, dashes
@@ -43,17 +43,17 @@ def _ids_graph(model: FastTextModel, frame: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def split(prepared_reviews: pd.DataFrame):
+def split(prepared_reviews: pd.DataFrame) -> Split:
     return split_frame(stratified_sample(prepared_reviews, TARGET, 1500, seed=42), TARGET, seed=42)
 
 
 @pytest.fixture(scope="module")
-def problem(split):
+def problem(split: Split) -> Problem:
     return infer_problem(split.train, TARGET, text=[TEXT_COLUMN])
 
 
 @pytest.fixture(scope="module")
-def model(split, problem) -> FastTextModel:
+def model(split: Split, problem: Problem) -> FastTextModel:
     # The tricky texts twice each, so their words pass min_count and reach the vocabulary.
     tricky = pd.DataFrame({TEXT_COLUMN: TRICKY * 2, TARGET: ["positive"] * (2 * len(TRICKY))})
     train = pd.concat([split.train, tricky], ignore_index=True)
@@ -91,7 +91,7 @@ def test_tokenizer_splits_words_as_documented() -> None:
     assert tokenize("") == []
 
 
-def test_tokenizer_graph_matches_python_on_tricky_and_real_text(model: FastTextModel, split) -> None:
+def test_tokenizer_graph_matches_python_on_tricky_and_real_text(model: FastTextModel, split: Split) -> None:
     frame = pd.DataFrame({TEXT_COLUMN: TRICKY + split.test[TEXT_COLUMN].tolist()})
     expected = model._ids(frame[TEXT_COLUMN].tolist())
     actual = _ids_graph(model, frame)
@@ -104,12 +104,15 @@ def test_tokenizer_graph_matches_python_on_tricky_and_real_text(model: FastTextM
     assert model.vocabulary_.get("😍") and model.vocabulary_.get("café")
 
 
-def test_onnx_stages_reproduce_torch(model: FastTextModel, problem, split, stage_paths) -> None:
+def test_onnx_stages_reproduce_torch(
+    model: FastTextModel, problem: Problem, split: Split, stage_paths: dict[str, Path]
+) -> None:
     pipeline = Pipeline.from_stage_files(stage_paths, problem.roles.inputs, problem.labels)
     frame = pd.concat([split.test, pd.DataFrame({TEXT_COLUMN: TRICKY, TARGET: "neutral"})], ignore_index=True)
     expected = model.predict_scores(frame)
     inputs = problem.input_frame(frame)
     batch = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist()))
+    assert batch.probabilities is not None and batch.labels is not None
     assert np.abs(batch.probabilities - expected).max() <= 1e-3
     assert np.mean(batch.indices == expected.argmax(axis=1)) >= 0.999
     label_output = (
@@ -121,14 +124,14 @@ def test_onnx_stages_reproduce_torch(model: FastTextModel, problem, split, stage
     assert list(batch.labels) == [problem.labels[i] for i in expected.argmax(axis=1)]
 
 
-def test_learns_better_than_the_majority_class(model: FastTextModel, problem, split) -> None:
+def test_learns_better_than_the_majority_class(model: FastTextModel, problem: Problem, split: Split) -> None:
     y = problem.encode_target(split.test)
     predicted = model.predict_scores(split.test).argmax(axis=1)
     assert np.mean(predicted == y) > np.mean(y == np.bincount(y).argmax()) - 0.02
     assert model.epochs_ >= 1 and len(model.history_) == model.epochs_
 
 
-def test_several_text_columns_are_joined_inside_the_graph(split, tmp_path: Path) -> None:
+def test_several_text_columns_are_joined_inside_the_graph(split: Split, tmp_path: Path) -> None:
     problem = infer_problem(split.train, TARGET, text=["title", TEXT_COLUMN])
     params = {**FastTextModel.default_params("fast", problem), "max_epochs": 1}
     model = FastTextModel(problem, params).fit(split.train, split.validation)
@@ -141,7 +144,7 @@ def test_several_text_columns_are_joined_inside_the_graph(split, tmp_path: Path)
     assert np.abs(batch.probabilities - model.predict_scores(split.test)).max() <= 1e-3
 
 
-def test_regression_head(split, tmp_path: Path) -> None:
+def test_regression_head(split: Split, tmp_path: Path) -> None:
     frame = split.train.assign(rating=split.train["rating"].astype(float))
     problem = infer_problem(frame, "rating", problem_type="regression", text=[TEXT_COLUMN])
     params = {**FastTextModel.default_params("fast", problem), "max_epochs": 3}
@@ -157,7 +160,7 @@ def test_regression_head(split, tmp_path: Path) -> None:
     assert 1.0 <= expected.mean() <= 5.0
 
 
-def test_deadline_stops_training(split, problem) -> None:
+def test_deadline_stops_training(split: Split, problem: Problem) -> None:
     params = {**FastTextModel.default_params("best", problem), "max_epochs": 1000, "patience": 1000}
     started = time.monotonic()
     model = FastTextModel(problem, params).fit(split.train, split.validation, deadline=started + 1.0)
@@ -167,7 +170,7 @@ def test_deadline_stops_training(split, problem) -> None:
         FastTextModel(problem, params).fit(split.train, split.validation, deadline=time.monotonic() - 1)
 
 
-def test_on_epoch_reports_and_can_stop_the_fit(split, problem) -> None:
+def test_on_epoch_reports_and_can_stop_the_fit(split: Split, problem: Problem) -> None:
     class Pruned(Exception):
         pass
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import optuna
@@ -14,12 +15,12 @@ from services.artifacts import ModelArtifact
 from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 from tests.conftest import TARGET, TEXT_COLUMN
-from training.automl.candidate import BudgetExceeded
+from training.automl.candidate import BudgetExceeded, EpochCallback
 from training.automl.families import family_class, gbdt
 from training.automl.families.gbdt import GradientBoostedTrees, macro_f1
 from training.data import Split, fingerprint, split_frame, stratified_sample
 from training.export import export_candidate
-from training.problem import Problem, infer_problem
+from training.problem import Problem, ProblemType, infer_problem
 
 SAMPLE_ROWS = 1500
 SMALL = {
@@ -43,13 +44,21 @@ def split(prepared_reviews: pd.DataFrame) -> Split:
 
 def _problem(split: Split, target: str = TARGET, **roles: list[str]) -> Problem:
     roles = roles or {"text": [TEXT_COLUMN]}
-    kind = "regression" if target == "rating" else "auto"
+    kind: ProblemType | Literal["auto"] = "regression" if target == "rating" else "auto"
     return infer_problem(split.train, target, problem_type=kind, **roles)
 
 
-def _fit(problem: Problem, split: Split, **kwargs: object) -> GradientBoostedTrees:
+def _fit(
+    problem: Problem,
+    split: Split,
+    *,
+    deadline: float | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> GradientBoostedTrees:
     params = {**GradientBoostedTrees.default_params("fast", problem), **SMALL}
-    return GradientBoostedTrees(problem, params).fit(split.train, split.validation, **kwargs)
+    return GradientBoostedTrees(problem, params).fit(
+        split.train, split.validation, deadline=deadline, on_epoch=on_epoch
+    )
 
 
 def _export(model: GradientBoostedTrees, split: Split, root: Path) -> Path:
@@ -115,6 +124,7 @@ def test_text_categorical_and_numeric_inputs_together(split: Split, tmp_path: Pa
     served = pipeline.predict(
         Records(problem.input_frame(unseen).to_numpy(dtype=object).tolist())
     ).probabilities
+    assert served is not None
     np.testing.assert_allclose(served, model.predict_scores(unseen), atol=1e-5)
     answers = pipeline.predict(
         Records(

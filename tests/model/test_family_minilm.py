@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
@@ -27,9 +28,11 @@ from training.automl.candidate import BudgetExceeded
 from training.automl.families.minilm import MiniLMModel, load_tokenizer
 from training.automl.families.minilm_onnx import build_tokenizer_graph
 from training.data import stratified_sample
-from training.problem import infer_problem
+from training.problem import Problem, infer_problem
 
 MAX_LENGTH = 32
+Frames = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+"""Train, validation and test rows."""
 TRICKY = [
     "I didn’t love it — the “fit” was off; I didn't return it though.",
     "Café-style blouse, naïve prints, CRÈME colour, Straße, façade",
@@ -41,7 +44,7 @@ TRICKY = [
 ]
 
 
-def _tiny_params(problem, **extra) -> dict:
+def _tiny_params(problem: Problem, **extra: object) -> dict[str, object]:
     return {
         **MiniLMModel.default_params("fast", problem),
         "max_length": MAX_LENGTH,
@@ -56,29 +59,31 @@ def _tiny_params(problem, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def frames(prepared_reviews: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def frames(prepared_reviews: pd.DataFrame) -> Frames:
     sample = stratified_sample(prepared_reviews, TARGET, 120, seed=7)
     return sample.iloc[:64], sample.iloc[64:88], sample.iloc[88:]
 
 
 @pytest.fixture(scope="module")
-def problem(frames):
+def problem(frames: Frames) -> Problem:
     return infer_problem(frames[0], TARGET, text=[TEXT_COLUMN])
 
 
 @pytest.fixture(scope="module")
-def model(frames, problem) -> MiniLMModel:
+def model(frames: Frames, problem: Problem) -> MiniLMModel:
     train, validation, _ = frames
     return MiniLMModel(problem, _tiny_params(problem)).fit(train, validation)
 
 
-def _extensions_session(graph) -> ort.InferenceSession:
+def _extensions_session(graph: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.register_custom_ops_library(get_library_path())
     return ort.InferenceSession(graph.SerializeToString(), options)
 
 
-def test_tokenizer_graph_matches_the_python_tokenizer(prepared_reviews: pd.DataFrame, problem) -> None:
+def test_tokenizer_graph_matches_the_python_tokenizer(
+    prepared_reviews: pd.DataFrame, problem: Problem
+) -> None:
     tokenizer = load_tokenizer()
     texts = TRICKY + prepared_reviews[TEXT_COLUMN].iloc[:300].tolist()
     session = _extensions_session(build_tokenizer_graph(tokenizer, problem, MAX_LENGTH))
@@ -91,7 +96,9 @@ def test_tokenizer_graph_matches_the_python_tokenizer(prepared_reviews: pd.DataF
     assert actual[TRICKY.index("")].tolist()[:3] == [tokenizer.cls_token_id, tokenizer.sep_token_id, 0]
 
 
-def test_onnx_stages_reproduce_torch(model: MiniLMModel, problem, frames, tmp_path: Path) -> None:
+def test_onnx_stages_reproduce_torch(
+    model: MiniLMModel, problem: Problem, frames: Frames, tmp_path: Path
+) -> None:
     test = pd.concat([frames[2], pd.DataFrame({TEXT_COLUMN: TRICKY, TARGET: "neutral"})], ignore_index=True)
     paths = model.to_onnx().save(tmp_path)
     pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, problem.labels)
@@ -107,7 +114,7 @@ def test_onnx_stages_reproduce_torch(model: MiniLMModel, problem, frames, tmp_pa
     )
 
 
-def test_quantization_is_kept_only_with_label_parity(model: MiniLMModel, frames) -> None:
+def test_quantization_is_kept_only_with_label_parity(model: MiniLMModel, frames: Frames) -> None:
     assert not model.quantized_ and model.max_probability_tolerance == 1e-3  # off by default
     candidate = copy.deepcopy(model)
     kept = candidate.choose_quantization(frames[1])
@@ -120,14 +127,14 @@ def test_quantization_is_kept_only_with_label_parity(model: MiniLMModel, frames)
     assert any(node.op_type == "DynamicQuantizeLinear" for node in graph.graph.node) == kept
 
 
-def test_float_graph_matches_torch_within_1e_3(model: MiniLMModel, frames) -> None:
+def test_float_graph_matches_torch_within_1e_3(model: MiniLMModel, frames: Frames) -> None:
     test = frames[2]
     session = ort.InferenceSession(model.to_onnx(quantized=False).estimator.SerializeToString())
     probabilities = session.run(["probabilities"], {FEATURES: model.token_ids(test)})[0]
     assert np.abs(probabilities - model.predict_scores(test)).max() <= 1e-3
 
 
-def test_regression_head(frames, tmp_path: Path) -> None:
+def test_regression_head(frames: Frames, tmp_path: Path) -> None:
     train, validation, test = (f.assign(rating=f["rating"].astype(float)) for f in frames)
     problem = infer_problem(train, "rating", problem_type="regression", text=[TEXT_COLUMN])
     model = MiniLMModel(problem, _tiny_params(problem, max_epochs=1)).fit(train, validation)
@@ -137,12 +144,13 @@ def test_regression_head(frames, tmp_path: Path) -> None:
     pipeline = Pipeline.from_stage_files(paths, problem.roles.inputs, ())
     inputs = problem.input_frame(test)
     values = pipeline.predict(Records(inputs.to_numpy(dtype=object).tolist())).values
+    assert values is not None
     expected = model.predict_scores(test)
     assert values.shape == expected.shape == (len(test),)
     assert np.abs(values - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
 
 
-def test_deadline(frames, problem) -> None:
+def test_deadline(frames: Frames, problem: Problem) -> None:
     train, validation, _ = frames
     with pytest.raises(BudgetExceeded):
         MiniLMModel(problem, _tiny_params(problem)).fit(train, validation, deadline=time.monotonic() - 1)
@@ -151,7 +159,7 @@ def test_deadline(frames, problem) -> None:
 
 
 @pytest.mark.slow
-def test_deadline_stops_a_running_fit(frames, problem) -> None:
+def test_deadline_stops_a_running_fit(frames: Frames, problem: Problem) -> None:
     train, validation, _ = frames
     params = _tiny_params(problem, max_epochs=1000, epoch_rows=16, quantize=False)
     started = time.monotonic()

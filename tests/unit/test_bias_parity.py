@@ -46,9 +46,10 @@ def _smclarify(frame: pd.DataFrame, facet: FacetSpec, stage: str) -> dict[str, d
     data = objects[[*FEATURES, facet.name, "sentiment", "predicted"]].loc[
         :, lambda f: ~f.columns.duplicated()
     ]
-    values = list(facet.values) or ([facet.threshold] if facet.threshold is not None else None)
-    if facet.threshold is not None:  # smclarify treats a few-valued integer column as categorical
-        data[facet.name] = data[facet.name].astype("float64")
+    values: list[str] | list[float] | None = list(facet.values) or None
+    if facet.threshold is not None:
+        values = [facet.threshold]
+        data[facet.name] = data[facet.name].astype("float64")  # smclarify sees few-valued ints as categories
     label = smclarify_report.LabelColumn("sentiment", data["sentiment"], ["positive"])
     kwargs = {"group_variable": objects["department_name"]}
     if stage == "post_training":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from tests.conftest import BUNDLED_REVIEWS, TARGET
 from training.data import (
+    Split,
     fingerprint,
     load_table,
     prepare_reviews,
@@ -123,7 +125,7 @@ def labelled() -> pd.DataFrame:
     return pd.DataFrame({"text": [f"review {i}" for i in range(1000)], TARGET: rng.permutation(labels)})
 
 
-def _rows(split) -> tuple[list[int], list[int], list[int]]:
+def _rows(split: Split) -> tuple[list[int], list[int], list[int]]:
     return list(split.train.index), list(split.validation.index), list(split.test.index)
 
 
@@ -180,7 +182,9 @@ def test_fingerprint_is_stable_and_ignores_the_row_index(labelled: pd.DataFrame)
     ],
     ids=["one-value", "row-order", "column-name", "dtype"],
 )
-def test_fingerprint_changes_with_the_data(labelled: pd.DataFrame, change) -> None:
+def test_fingerprint_changes_with_the_data(
+    labelled: pd.DataFrame, change: Callable[[pd.DataFrame], pd.DataFrame]
+) -> None:
     changed = change(labelled)
     text = "body" if "body" in changed.columns else "text"
     assert fingerprint(changed, [text, TARGET]) != fingerprint(labelled, ["text", TARGET])

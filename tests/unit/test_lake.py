@@ -94,12 +94,12 @@ def test_bad_sql_is_a_one_line_error(lake: Lake, sql: str, message: str) -> None
 
 
 def test_unknown_dataset_lists_the_catalog(lake: Lake) -> None:
-    with pytest.raises(LakeError, match="no dataset 'nope'.*datasets in the catalog: sales"):
+    with pytest.raises(LakeError, match=r"no dataset 'nope'.*datasets in the catalog: sales"):
         lake.read("nope")
 
 
 def test_existing_dataset_needs_a_mode(lake: Lake, table: pd.DataFrame) -> None:
-    with pytest.raises(LakeError, match="already exists.*--mode overwrite"):
+    with pytest.raises(LakeError, match=r"already exists.*--mode overwrite"):
         lake.ingest(table, "sales", partition_by=["region"])
     lake.ingest(table, "sales", partition_by=["region"], mode="append")
     assert lake.dataset("sales").rows == 2 * len(table)
@@ -141,7 +141,7 @@ def test_ingest_checks_its_arguments(
 def test_input_spec_needs_exactly_one_input(lake: Lake, tmp_path: Path, table: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="exactly one of"):
         InputSpec().validate()
-    with pytest.raises(DataError, match="exactly one of.*--data, --sql"):
+    with pytest.raises(DataError, match=r"exactly one of.*--data, --sql"):
         InputSpec(data="x.csv", sql="SELECT 1").validate()
     with pytest.raises(DataError, match="--dataset needs --lake"):
         InputSpec(dataset="sales").validate()

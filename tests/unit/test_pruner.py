@@ -20,8 +20,8 @@ def _finished(family: str, value_at_1: float) -> optuna.trial.FrozenTrial:
 
 def _decide(family: str, value: float) -> bool:
     study = optuna.create_study(direction="maximize", pruner=FamilyMedianPruner(n_startup_trials=2))
-    for trial in (_finished("fasttext", 0.66), _finished("fasttext", 0.68), _finished("minilm", 0.40)):
-        study.add_trial(trial)
+    for finished in (_finished("fasttext", 0.66), _finished("fasttext", 0.68), _finished("minilm", 0.40)):
+        study.add_trial(finished)
     study.enqueue_trial({"family": family})
     trial = study.ask({"family": FAMILY})
     trial.report(value, 1)
