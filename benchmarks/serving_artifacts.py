@@ -105,9 +105,9 @@ def fuse_stages(model_dir: Path) -> onnx.ModelProto:
 def _fit_tfidf(data: Path, target: str, text_columns: Sequence[str], sample: int | None, out: Path) -> Any:
     """``tripod train``'s steps (training/train.py) with the fitted model kept: load, split, fit, export."""
     from training.automl.families.tfidf import TfidfLinear
-    from training.automl.problem import label_strings
     from training.data import fingerprint, load_table, split_frame, stratified_sample
     from training.export import export_candidate
+    from training.problem import label_strings
     from training.train import evaluation_report, text_problem
 
     frame = load_table(data)
@@ -216,10 +216,14 @@ def save_for_transformers(model: Any, directory: Path) -> None:
 
 
 def _source_digest() -> str:
-    """The MiniLM family's source: a change to it rebuilds the cached model."""
-    from training.automl.families import minilm
+    """The MiniLM family's source (the model and its ONNX graphs): a change to either rebuilds the cached model."""
+    from training.automl.families import minilm, minilm_onnx
 
-    return hashlib.sha256(Path(minilm.__file__).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in (minilm, minilm_onnx):
+        assert module.__file__ is not None
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def is_quantized(onnx_path: Path) -> bool:
@@ -246,9 +250,9 @@ def build_minilm(
     tokenizer graph, ``max_length`` and the int8 choice are those of the ``minilm`` family.
     """
     from training.automl.families.minilm import MiniLMModel
-    from training.automl.problem import infer_problem, label_strings
     from training.data import fingerprint, load_table, split_frame, stratified_sample
     from training.export import export_candidate
+    from training.problem import infer_problem, label_strings
     from training.train import evaluation_report
 
     directory = Path(work).resolve() / "minilm"

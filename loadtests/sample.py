@@ -31,8 +31,8 @@ def held_out_records(
         limit: Keep at most this many records.
         seed: Seed of the split (``tripod train --seed``) and of the shuffle.
     """
-    from training.automl.problem import label_strings
     from training.data import load_table, split_frame, stratified_sample
+    from training.problem import label_strings
 
     frame = load_table(data)
     frame = frame.loc[frame[target].notna()]

@@ -35,6 +35,7 @@ from services.artifacts import (
     StageSpec,
     TensorSpec,
     dump_json,
+    ensure_model_root,
     next_version_dir,
     point_latest,
     utc_now,
@@ -276,8 +277,7 @@ def export_candidate(
         ExportError: The model cannot be converted faithfully.
         ParityError: The ONNX stages disagree with the training framework beyond the tolerances.
     """
-    model_root = Path(model_root)
-    model_root.mkdir(parents=True, exist_ok=True)
+    model_root = ensure_model_root(Path(model_root))
     stages = stages or candidate.to_onnx()
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_root))
     try:
