@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from services.artifacts import ModelArtifact
-from services.http import oip, protocol, sagemaker
+from services.http import oip, protocol, sagemaker, timeouts
 from services.http.config import SETTINGS, STAGE_SERVICES
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
 from services.http.limits import RequestBodyMiddleware
@@ -41,9 +41,11 @@ from services.runtime.stages import LocalStages
 
 logger = logging.getLogger("tripod.service")
 
-# uvicorn must use Tripod's protocol (header deadline, JSON framing errors) in this worker; BentoML imports this
-# module before it builds uvicorn's configuration, which is the only moment to say so.
+# uvicorn must use Tripod's protocol (header deadline, JSON framing errors) and BentoML Tripod's request timeout
+# (which frees each request when it ends) in this worker; BentoML imports this module before it builds uvicorn's
+# configuration and the app's middleware, which is the only moment to say so.
 protocol.install(SETTINGS.read_timeout_s)
+timeouts.install()
 
 app = FastAPI(title="Tripod protocols", docs_url=None, redoc_url=None, openapi_url=None)
 install_error_handlers(app)

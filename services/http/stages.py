@@ -15,13 +15,12 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from services.artifacts import ModelArtifact, StageName
+from services.artifacts import ModelArtifact, ModelGraphs
 from services.http.config import SETTINGS
 from services.http.worker import die_with_parent, settle_heap
 from services.runtime.stages import (
     ClassifierStage,
     InverseLabelStage,
-    OnnxStage,
     RegressorStage,
     TransformerStage,
     open_stage,
@@ -40,9 +39,10 @@ def _batching(stage: str) -> dict[str, Any]:
     return {"batchable": True, **SETTINGS.batching(stage)}
 
 
-def _open(stage: StageName) -> OnnxStage:
+def _graphs() -> ModelGraphs:
+    """This stage process's one verified load of the model directory."""
     die_with_parent()
-    return open_stage(ModelArtifact.from_directory(SETTINGS.model_dir).graphs, stage, SETTINGS.onnx_threads)
+    return ModelArtifact.from_directory(SETTINGS.model_dir).graphs
 
 
 @bentoml.service(name="tripod_transformer", **_STAGE)
@@ -50,7 +50,7 @@ class Transformer:
     """Raw columns ``(n_samples, n_inputs)`` → features ``(n_samples, n_features)``."""
 
     def __init__(self) -> None:
-        self.stage = _open("transformer")
+        self.stage = open_stage(_graphs(), "transformer", SETTINGS.onnx_threads)
         settle_heap()
 
     @bentoml.api(**_batching("transformer"))
@@ -65,8 +65,10 @@ class Classifier:
     model (whose second stage is ``regressor.onnx``) predicted values ``(n_samples,)``."""
 
     def __init__(self) -> None:
-        regression = ModelArtifact.from_directory(SETTINGS.model_dir).manifest.is_regression
-        self.stage = _open("regressor" if regression else "classifier")
+        graphs = _graphs()
+        self.stage = open_stage(
+            graphs, "regressor" if graphs.is_regression else "classifier", SETTINGS.onnx_threads
+        )
         settle_heap()
 
     @bentoml.api(**_batching("classifier"))
@@ -83,8 +85,10 @@ class InverseLabel:
     still starts (the entry declares it statically) but is never called."""
 
     def __init__(self) -> None:
-        manifest = ModelArtifact.from_directory(SETTINGS.model_dir).manifest
-        self.stage = None if manifest.is_regression else _open("inverse_label")
+        graphs = _graphs()
+        self.stage = (
+            None if graphs.is_regression else open_stage(graphs, "inverse_label", SETTINGS.onnx_threads)
+        )
         settle_heap()
 
     @bentoml.api(**_batching("inverse_label"))

@@ -57,10 +57,10 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
 class ReleaseMemory(Observer):
     """After a call that ran in several chunks, give the C heap's free memory back to the system.
 
-    onnxruntime runs without its arena (``services/runtime/sessions.py``), but glibc's allocator keeps what it
-    freed: after two 10,000-record requests the entry worker stayed 170 MiB above idle.  ``malloc_trim`` after
-    such a call (2-4 ms, once per big request; small calls never pay it) returns the worker to its idle size.
-    A no-op where the C library has no ``malloc_trim`` (not glibc).
+    onnxruntime's arena is bounded by one chunk (``services/runtime/sessions.py``), but glibc's allocator keeps
+    what decoding and answering a big request freed: without this, two 10,000-record requests left the entry
+    worker 170 MiB above idle.  ``malloc_trim`` after such a call (under 5 ms, once per big request; small calls
+    never pay it) gives it back.  A no-op where the C library has no ``malloc_trim`` (not glibc).
     """
 
     def __init__(self, chunk_rows: int) -> None:

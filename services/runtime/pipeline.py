@@ -35,9 +35,8 @@ from services.runtime.stages import LocalStages, class_indices
 
 DEFAULT_CHUNK_ROWS = 64
 """Rows per stage call.  Measured on 10,000 reviews through the TF-IDF model in one process (docs/benchmarks.md):
-chunks of 32 / 64 / 128 / 256 / 1024 rows took 0.39 / 0.45 / 0.47 / 0.6 / 1.5 s and peaked 20 / 32 / 49 /
-90 / 130 MiB above idle (a chunk's dense features and onnxruntime's buffers for them); 64 leaves room for
-heavier stages to amortise their per-call cost."""
+chunks of 32 / 64 / 128 / 256 rows took 0.29 / 0.28 / 0.33 / 0.36 s and kept 6 / 10 / 17 / 32 MiB above idle
+(onnxruntime's arena sized for one chunk's dense features); in one piece the same call took 1.4 GB."""
 DEFAULT_MAX_TEXT_CHARS = 20_000
 
 Flow = Generator[tuple[str, Any], Any, PredictionBatch]

@@ -1,10 +1,13 @@
-"""onnxruntime sessions as every stage opens them: one intra-op thread, and no memory arena.
+"""onnxruntime sessions as every stage opens them: one intra-op thread, the CPU arena on, memory patterns off.
 
-Measured on a 10,000-record request to a TF-IDF model (docs/benchmarks.md): with onnxruntime's default CPU
-arena the entry worker grew from 151 MB to 1.4 GB and kept it (the arena grows to the largest batch it has seen
-and never gives memory back); with the arena off and the pipeline running bounded chunks, the worker stays
-near its idle size.  The arena saves an allocation per intermediate tensor, which for these graphs is below
-what the benchmarks can see.
+The arena keeps the buffers of the largest call a session has seen and reuses them.  Before the pipeline ran
+big requests in chunks, that was the problem: one 10,000-record request grew the entry worker from 151 MB to
+1.4 GB and kept it.  With calls bounded by ``chunk_rows`` the arena is bounded too, and it pays: measured on
+the TF-IDF model (32-review requests, 4 clients, one run each, docs/benchmarks.md): arena off 9,700-11,300
+records/s (every call allocates and page-faults its dense features afresh), arena and memory patterns on
+14,800-17,000, arena on and patterns off 18,400-20,100, with the worker peaking at 167-173 MB during a
+10,000-record request.  Memory patterns plan buffers for one input shape; request sizes vary, so planning
+costs more than it saves.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ def session_options(threads: int, *, custom_ops: bool = False) -> ort.SessionOpt
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = False
-    # Memory patterns plan buffers for one input shape; request sizes vary, so the plan is rebuilt anyway.
-    options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = False  # request sizes vary: a plan per shape costs more than it saves
     if custom_ops:  # tokenizer graphs (transformer candidates) use onnxruntime-extensions' operators
         from onnxruntime_extensions import get_library_path
 
