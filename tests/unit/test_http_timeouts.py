@@ -90,4 +90,5 @@ def test_bentoml_builds_its_timeout_from_this_middleware() -> None:
 
     import services.http.service  # noqa: F401 - importing the entry service installs it
 
-    assert traffic.TimeoutMiddleware is RequestTimeoutMiddleware
+    installed: object = traffic.TimeoutMiddleware
+    assert installed is RequestTimeoutMiddleware
