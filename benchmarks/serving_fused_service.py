@@ -21,7 +21,7 @@ import numpy as np
 
 from services.artifacts import ModelArtifact
 from services.http.predict import Predictions, predict_answer
-from services.runtime.pipeline import DEFAULT_MAX_TEXT_CHARS
+from services.runtime.limits import DEFAULT_MAX_TEXT_CHARS
 from services.runtime.predictions import PredictionBatch
 from services.runtime.schema import InputSchema, Records
 from services.runtime.sessions import inference_session

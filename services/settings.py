@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.codecs.answers import CLASSIFICATION_KEYS, REGRESSION_KEYS
+from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from services.codecs.media import ACCEPT_TYPES
 from services.errors import TripodError
-from services.runtime.pipeline import DEFAULT_CHUNK_ROWS, Limits
+from services.runtime.limits import DEFAULT_CHUNK_ROWS, Limits
 
 ENV_PREFIX = "TRIPOD_"
 DEFAULT_MODEL_DIR = Path("models/reviews/latest")

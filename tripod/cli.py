@@ -214,7 +214,8 @@ def predict(
 ) -> None:
     """Predict every row of a file with the same pipeline the server uses."""
     from services.batch.files import predict_file
-    from services.runtime.pipeline import Limits, Pipeline
+    from services.runtime.limits import Limits
+    from services.runtime.pipeline import Pipeline
     from services.settings import ServingSettings
 
     settings = ServingSettings.from_env()
@@ -249,9 +250,9 @@ def serve(
 ) -> None:
     """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
     as three stage services with --stages services)."""
+    from services.artifacts import ModelArtifact
     from services.http.entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
     from services.http.worker import die_with_parent
-    from services.runtime.pipeline import Pipeline
     from services.settings import ENV_PREFIX, ServingSettings
 
     settings = ServingSettings.from_env()
@@ -269,12 +270,9 @@ def serve(
     )
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
-    # Refuse a broken model (files, manifest, graphs) and a taken port before starting any process.
-    manifest = Pipeline.from_directory(settings.model_dir).manifest
+    # Refuse a broken model directory (files, manifest) and a taken port before starting any process.
+    artifact = ModelArtifact.from_directory(settings.model_dir)
     _require_free_port(host, port)
-    typer.echo(
-        f"serving {manifest.name} {manifest.version} from {settings.model_dir} on http://{host}:{port}"
-    )
     # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
     # starts, so two servers sharing a home wipe each other's metrics: each server gets a home of its own.
     with tempfile.TemporaryDirectory(prefix="tripod-bentoml-home-") as home:
@@ -284,6 +282,20 @@ def serve(
         command = bentoml_serve_command(host, port, extra=graceful)
         # preexec_fn runs between fork and exec; this process starts no threads and prctl is async-signal-safe.
         process = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
+        try:
+            # The graphs are checked while the server boots: the check loads onnxruntime (about 0.15 s), which
+            # would otherwise add to the cold start; a model it refuses stops the server before it answers.
+            from services.runtime.stages import LocalStages
+
+            LocalStages(artifact.graphs)
+        except TripodError:
+            process.kill()
+            process.wait()
+            raise
+        manifest = artifact.manifest
+        typer.echo(
+            f"serving {manifest.name} {manifest.version} from {artifact.directory} on http://{host}:{port}"
+        )
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
             code = process.wait()

@@ -17,9 +17,6 @@ from services.codecs.json_records import encode_json, encode_jsonlines
 from services.codecs.media import CSV, JSON, JSONLINES
 from services.runtime.predictions import PredictionBatch
 
-CLASSIFICATION_KEYS = ("predicted_label", "probability", "probabilities", "labels")
-REGRESSION_KEYS = ("predicted_value",)
-
 
 def answer_rows(batch: PredictionBatch, keys: Sequence[str]) -> list[dict[str, Any]]:
     """One dict per record with exactly ``keys``: labels and probabilities are lists in label order."""

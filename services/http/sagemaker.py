@@ -14,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.codecs.answers import CLASSIFICATION_KEYS, REGRESSION_KEYS, answer_rows, encode_answer
+from services.codecs.answers import answer_rows, encode_answer
 from services.codecs.csv_records import decode_csv
 from services.codecs.json_records import decode_json, decode_jsonlines
+from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from services.codecs.media import ACCEPT_TYPES, CSV, JSON, JSONLINES, answer_format, request_format
 from services.codecs.text import utf8_text
 from services.errors import InvalidInput

@@ -33,8 +33,9 @@ from services.http.limits import RequestBodyMiddleware
 from services.http.predict import Predictions, predict_answer
 from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
 from services.http.state import ServingState
-from services.http.worker import ReleaseMemory, die_with_parent, settle_heap
+from services.http.worker import die_with_parent, settle_heap
 from services.monitoring.metrics import MetricsObserver, TrafficMetricsMiddleware, metrics_text
+from services.runtime.memory import ReleaseMemory
 from services.runtime.pipeline import Call, Pipeline, StageRunner
 from services.runtime.schema import Records
 from services.runtime.stages import LocalStages

@@ -29,32 +29,12 @@ import numpy as np
 
 from services.artifacts import InputColumn, Manifest, ModelArtifact, ModelGraphs
 from services.errors import PayloadTooLarge
+from services.runtime.limits import DEFAULT_LIMITS, Limits
 from services.runtime.predictions import PredictionBatch, concat
 from services.runtime.schema import Decoded, InputSchema
 from services.runtime.stages import LocalStages, class_indices
 
-DEFAULT_CHUNK_ROWS = 64
-"""Rows per stage call.  Measured on 10,000 reviews through the TF-IDF model in one process (docs/benchmarks.md):
-chunks of 32 / 64 / 128 / 256 rows took 0.29 / 0.28 / 0.33 / 0.36 s and kept 6 / 10 / 17 / 32 MiB above idle
-(onnxruntime's arena sized for one chunk's dense features); in one piece the same call took 1.4 GB."""
-DEFAULT_MAX_TEXT_CHARS = 20_000
-
 Flow = Generator[tuple[str, Any], Any, PredictionBatch]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one call may carry, and how it is cut.
-
-    Attributes:
-        max_records: most records in one call (None: no limit; files stream through in chunks anyway).
-        max_text_chars: longer text fields are cut to this many characters.
-        chunk_rows: rows per stage call.
-    """
-
-    max_records: int | None = None
-    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
 
 @dataclass
@@ -132,7 +112,7 @@ class Pipeline:
         stages: StageRunner,
         *,
         manifest: Manifest | None = None,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         observers: Sequence[Observer] = (),
     ) -> None:
         self.graphs = graphs
@@ -150,7 +130,7 @@ class Pipeline:
         model_dir: Path,
         *,
         threads: int = 1,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         observers: Sequence[Observer] = (),
     ) -> Pipeline:
         """Verify a model directory and open its stages in this process.
@@ -171,7 +151,7 @@ class Pipeline:
         labels: Sequence[str],
         *,
         threads: int = 1,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
     ) -> Pipeline:
         """Open stage files that have no manifest yet: export's parity check and the search's latency
         measurement run the serving code on what they are about to publish."""

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -203,10 +204,11 @@ def test_killing_serve_with_sigkill_leaves_no_server_holding_the_port(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # a running server: ready, not still starting
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as ready:
+                    if ready.status == 200:
+                        break
             except OSError:
                 assert serve.poll() is None, (tmp_path / "serve.log").read_text()
                 time.sleep(0.2)

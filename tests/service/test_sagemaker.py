@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from harness.server import RunningServer
-from services.runtime.pipeline import Limits, Pipeline
+from services.runtime.limits import Limits
+from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 
 TEXTS = [

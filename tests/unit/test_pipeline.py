@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from services.errors import PayloadTooLarge
-from services.runtime.pipeline import Call, Limits, Observer, Pipeline
+from services.runtime.limits import Limits
+from services.runtime.pipeline import Call, Observer, Pipeline
 from services.runtime.predictions import PredictionBatch
 from services.runtime.schema import Records
 

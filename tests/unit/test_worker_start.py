@@ -69,7 +69,7 @@ def test_predict_encodes_its_answer_once_as_json_and_keeps_the_declared_schema()
 
 
 def test_memory_is_given_back_only_after_calls_of_several_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.http.worker import ReleaseMemory
+    from services.runtime.memory import ReleaseMemory
     from services.runtime.pipeline import Call
 
     trims: list[int] = []
