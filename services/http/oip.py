@@ -10,8 +10,9 @@ Triton's inference statistics from Tripod's Prometheus metrics, summed over ever
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -61,6 +62,22 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def model_routes(method: str, suffix: str = "", **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """Register an endpoint at ``/v2/models/{model_name}<suffix>`` and at its versioned twin
+    ``/v2/models/{model_name}/versions/{model_version}<suffix>``, as the protocol defines every model route
+    (on the first, ``model_version`` is absent)."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        for path in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+            router.add_api_route(path + suffix, endpoint, methods=[method], **options)
+        return endpoint
+
+    return register
 
 
 def _tripod_version() -> str:
@@ -177,31 +194,17 @@ async def all_model_statistics(state: State) -> dict[str, Any]:
     return inference_statistics(state.pipeline.manifest)
 
 
-@router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+@model_routes("GET", response_model=ModelMetadata, responses=ERROR_RESPONSES)
 @maps_errors
-async def get_model_metadata(state: State, model_name: str) -> ModelMetadata:
-    return model_metadata(served_model(state, model_name))
-
-
-@router.get(
-    "/v2/models/{model_name}/versions/{model_version}",
-    response_model=ModelMetadata,
-    responses=ERROR_RESPONSES,
-)
-@maps_errors
-async def get_model_version_metadata(state: State, model_name: str, model_version: str) -> ModelMetadata:
+async def get_model_metadata(
+    state: State, model_name: str, model_version: str | None = None
+) -> ModelMetadata:
     return model_metadata(served_model(state, model_name, model_version))
 
 
-@router.get("/v2/models/{model_name}/ready", responses=ERROR_RESPONSES)
+@model_routes("GET", "/ready", responses=ERROR_RESPONSES)
 @maps_errors
-async def model_ready(state: State, model_name: str) -> Response:
-    return await _ready(state, model_name, None)
-
-
-@router.get("/v2/models/{model_name}/versions/{model_version}/ready", responses=ERROR_RESPONSES)
-@maps_errors
-async def model_version_ready(state: State, model_name: str, model_version: str) -> Response:
+async def model_ready(state: State, model_name: str, model_version: str | None = None) -> Response:
     return await _ready(state, model_name, model_version)
 
 
@@ -211,15 +214,9 @@ async def _ready(state: ServingState, model_name: str, model_version: str | None
     return _json({"name": manifest.name, "ready": ready}, 200 if ready else 503)
 
 
-@router.get("/v2/models/{model_name}/config", responses=ERROR_RESPONSES)
+@model_routes("GET", "/config", responses=ERROR_RESPONSES)
 @maps_errors
-async def get_model_config(state: State, model_name: str) -> dict[str, Any]:
-    return model_config(served_model(state, model_name))
-
-
-@router.get("/v2/models/{model_name}/versions/{model_version}/config", responses=ERROR_RESPONSES)
-@maps_errors
-async def get_model_version_config(state: State, model_name: str, model_version: str) -> dict[str, Any]:
+async def get_model_config(state: State, model_name: str, model_version: str | None = None) -> dict[str, Any]:
     return model_config(served_model(state, model_name, model_version))
 
 
@@ -278,15 +275,9 @@ def inference_statistics(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-@router.get("/v2/models/{model_name}/stats", responses=ERROR_RESPONSES)
+@model_routes("GET", "/stats", responses=ERROR_RESPONSES)
 @maps_errors
-async def model_statistics(state: State, model_name: str) -> dict[str, Any]:
-    return inference_statistics(served_model(state, model_name))
-
-
-@router.get("/v2/models/{model_name}/versions/{model_version}/stats", responses=ERROR_RESPONSES)
-@maps_errors
-async def model_version_statistics(state: State, model_name: str, model_version: str) -> dict[str, Any]:
+async def model_statistics(state: State, model_name: str, model_version: str | None = None) -> dict[str, Any]:
     return inference_statistics(served_model(state, model_name, model_version))
 
 
@@ -315,23 +306,16 @@ _INFER_BODY = {
 }
 
 
-@router.post(
-    "/v2/models/{model_name}/infer",
+@model_routes(
+    "POST",
+    "/infer",
     openapi_extra=_INFER_BODY,
     responses={200: {"model": InferenceResponse}, **ERROR_RESPONSES},
 )
 @maps_errors
-async def infer(state: State, model_name: str, request: Request) -> Response:
-    return await _infer(state, model_name, None, request)
-
-
-@router.post(
-    "/v2/models/{model_name}/versions/{model_version}/infer",
-    openapi_extra=_INFER_BODY,
-    responses={200: {"model": InferenceResponse}, **ERROR_RESPONSES},
-)
-@maps_errors
-async def infer_version(state: State, model_name: str, model_version: str, request: Request) -> Response:
+async def infer(
+    state: State, model_name: str, request: Request, model_version: str | None = None
+) -> Response:
     return await _infer(state, model_name, model_version, request)
 
 
