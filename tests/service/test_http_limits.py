@@ -202,20 +202,18 @@ def test_bad_compressed_bodies_are_refused_with_json(
     _good(strict_server, column)
 
 
-def _half_sent_body(server: RunningServer) -> socket.socket:
+def _connect(server: RunningServer, sending: bytes = b"") -> socket.socket:
+    """A raw connection to the server that has sent ``sending`` and then nothing more."""
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\ngreat"
-    )
+    sock.sendall(sending)
     return sock
 
 
-def _half_sent_headers(server: RunningServer) -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-    return sock
+HALF_SENT_BODY = (
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\ngreat"
+)
+HALF_SENT_HEADERS = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: "
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -229,7 +227,7 @@ def _read_all(sock: socket.socket) -> bytes:
 def test_clients_that_never_finish_their_body_get_a_json_408_and_are_disconnected(
     strict_server: RunningServer, column: str
 ) -> None:
-    clients = [_half_sent_body(strict_server) for _ in range(20)]
+    clients = [_connect(strict_server, HALF_SENT_BODY) for _ in range(20)]
     answers = [_read_all(sock) for sock in clients]  # returns only once the server closes the connection
     for answer in answers:
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -242,9 +240,8 @@ def test_clients_that_never_finish_their_headers_are_cut_off(
     strict_server: RunningServer, column: str
 ) -> None:
     """Slowloris: 100 connections sending headers that never end, and 20 that send nothing at all."""
-    host, port = strict_server.url.removeprefix("http://").split(":")
-    slow = [_half_sent_headers(strict_server) for _ in range(100)]
-    silent = [socket.create_connection((host, int(port)), timeout=30) for _ in range(20)]
+    slow = [_connect(strict_server, HALF_SENT_HEADERS) for _ in range(100)]
+    silent = [_connect(strict_server) for _ in range(20)]
     for sock in slow + silent:
         answer = _read_all(sock)
         assert answer.startswith(b"HTTP/1.1 408") and b"headers did not arrive" in answer
@@ -259,7 +256,7 @@ def test_sigterm_finishes_within_the_shutdown_timeout_despite_half_sent_requests
         "TRIPOD_READ_TIMEOUT_S": "30",
     }  # slow clients would hold the server for 30 s without the drain limit
     with running_server(trained_model_dir, env=env, log_path=tmp_path / "server.log") as server:
-        clients = [_half_sent_body(server) for _ in range(20)]
+        clients = [_connect(server, HALF_SENT_BODY) for _ in range(20)]
         time.sleep(0.5)
         process = psutil.Process(server.pid)
         started = time.monotonic()
