@@ -14,7 +14,9 @@ import numpy as np
 
 from services.codecs.csv_records import encode_csv
 from services.codecs.json_records import encode_json, encode_jsonlines
+from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from services.codecs.media import CSV, JSON, JSONLINES
+from services.errors import InvalidInput
 from services.runtime.predictions import PredictionBatch
 
 
@@ -44,3 +46,22 @@ def encode_answer(rows: Sequence[Mapping[str, object]], kind: str) -> bytes:
         return encode_jsonlines(rows)
     assert kind == CSV, kind
     return encode_csv(rows)
+
+
+def response_keys(requested: str | None, default: str, *, regression: bool) -> list[str]:
+    """The keys of each answer record: ``requested`` (comma-separated) or the default.
+
+    Raises:
+        InvalidInput: a requested key the model cannot answer.
+    """
+    allowed = REGRESSION_KEYS if regression else CLASSIFICATION_KEYS
+    if requested is None or not requested.strip():
+        keys = [key for key in default.split(",") if key in allowed]
+        return keys or list(allowed[:2])
+    keys = list(dict.fromkeys(key.strip() for key in requested.split(",") if key.strip()))
+    unknown = [key for key in keys if key not in allowed]
+    if unknown or not keys:
+        raise InvalidInput(
+            f"response keys {unknown or requested!r} are not available; this model answers {list(allowed)}"
+        )
+    return keys

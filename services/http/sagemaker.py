@@ -14,17 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.codecs.answers import answer_rows, encode_answer
-from services.codecs.csv_records import decode_csv
-from services.codecs.json_records import decode_json, decode_jsonlines
-from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
-from services.codecs.media import ACCEPT_TYPES, CSV, JSON, JSONLINES, answer_format, request_format
-from services.codecs.text import utf8_text
-from services.errors import InvalidInput
+from services.codecs.answers import answer_rows, encode_answer, response_keys
+from services.codecs.bodies import decode_body
+from services.codecs.media import ACCEPT_TYPES, CSV, JSON, JSONLINES, answer_format
 from services.http.errors import ERROR_RESPONSES, maps_errors
 from services.http.state import ServingState, serving_state
 from services.runtime.pipeline import Call
-from services.runtime.schema import Records
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 RESPONSE_KEYS_HEADER = "X-Tripod-Response-Keys"
@@ -57,41 +52,6 @@ _INVOCATIONS_BODY = {
         },
     }
 }
-
-
-def response_keys(requested: str | None, default: str, *, regression: bool) -> list[str]:
-    """The keys of each answer record: ``requested`` (comma-separated) or the default.
-
-    Raises:
-        InvalidInput: a requested key the model cannot answer.
-    """
-    allowed = REGRESSION_KEYS if regression else CLASSIFICATION_KEYS
-    if requested is None or not requested.strip():
-        keys = [key for key in default.split(",") if key in allowed]
-        return keys or list(allowed[:2])
-    keys = list(dict.fromkeys(key.strip() for key in requested.split(",") if key.strip()))
-    unknown = [key for key in keys if key not in allowed]
-    if unknown or not keys:
-        raise InvalidInput(
-            f"response keys {unknown or requested!r} are not available; this model answers {list(allowed)}"
-        )
-    return keys
-
-
-def decode_body(body: bytes, content_type: str | None) -> Records:
-    """An ``/invocations`` body as records, by its ``Content-Type``.
-
-    Raises:
-        UnsupportedMediaType: see :func:`~services.codecs.media.request_format`.
-        InvalidInput: not UTF-8, or not parseable as its content type.
-    """
-    kind = request_format(content_type)
-    text = utf8_text(body)
-    if kind == CSV:
-        return decode_csv(text)
-    if kind == JSON:
-        return decode_json(text)
-    return decode_jsonlines(text)
 
 
 def execution_parameters(*, max_concurrent_transforms: int, max_request_bytes: int) -> dict[str, object]:

@@ -14,12 +14,12 @@ import pytest
 from services.artifacts import Candidate, InputColumn, Manifest, Parity, StageSpec
 from services.batch.files import read_chunks
 from services.codecs import oip
-from services.codecs.answers import answer_rows, encode_answer
+from services.codecs.answers import answer_rows, encode_answer, response_keys
+from services.codecs.bodies import decode_body
 from services.codecs.csv_records import MAX_CSV_FIELD_CHARS
 from services.codecs.media import CSV, JSON, answer_format
 from services.errors import InvalidInput, NotAcceptable, TripodError
 from services.http.oip import model_metadata
-from services.http.sagemaker import decode_body, response_keys
 from services.runtime.predictions import PredictionBatch
 from services.runtime.schema import InputSchema, Records
 
