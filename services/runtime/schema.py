@@ -100,8 +100,11 @@ class InputSchema:
         columns = np.empty((len(records.items), n_inputs), dtype=object)
         for row, given in enumerate(records.items):
             index = records.first + row
-            # SageMaker's {"features": [...]} is a list of values in manifest order.
+            # SageMaker's {"features": [...]} is a list of values in manifest order; a model of one input also
+            # takes the bare value ("a review" as a JSON Lines record, or what an InputFilter selected).
             item = given[FEATURES] if isinstance(given, Mapping) and self._is_feature_list(given) else given
+            if n_inputs == 1 and not isinstance(item, Mapping | list | tuple) and positions is None:
+                item = [item]
             if isinstance(item, Mapping):
                 if records.unknown == "refuse" and not item.keys() <= self.expected:
                     unknown = sorted(map(str, item.keys() - self.expected))

@@ -72,7 +72,7 @@ def test_a_header_without_a_model_column_names_the_columns_it_has() -> None:
             r"record 0: unknown field\(s\) \['stars'\]",
             id="unknown",
         ),
-        pytest.param(["just text"], "record 0: expected an object", id="not-an-object"),
+        pytest.param([7], "record 0: expected an object", id="not-an-object"),
         pytest.param([["only one"]], r"record 0: expected 2 value\(s\) in the order", id="short-row"),
         pytest.param(
             [{"title": "t", "review_body": {"nested": "x"}}], "must be a string, got dict", id="nested"
@@ -150,3 +150,12 @@ def test_long_text_is_cut_to_max_text_chars() -> None:
 def test_text_the_stages_cannot_take_is_refused_naming_record_and_field(text: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=f"record 0: field 'review_body' .*{message}"):
         TEXTS.columns(Records([{"title": "t", "review_body": text}]))
+
+
+SINGLE = InputSchema([InputColumn(name="review_body", dtype="string", role="text")], max_text_chars=20)
+
+
+def test_a_model_of_one_input_takes_bare_values() -> None:
+    assert SINGLE.columns(Records(["great", "awful"])).tolist() == [["great"], ["awful"]]
+    with pytest.raises(SchemaError, match="record 0: field 'review_body' must be a string, got int"):
+        SINGLE.columns(Records([7]))
