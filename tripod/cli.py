@@ -227,6 +227,83 @@ def predict(
 
 
 @app.command()
+def transform(
+    input: Annotated[str, typer.Option("--input", help="local path, s3://bucket/prefix, or a manifest file")],
+    output: Annotated[
+        str, typer.Option(help="local directory or s3://bucket/prefix for <relative>.out files")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="model directory: answer in this machine's processes")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="POST to <URL>/invocations of a running container")
+    ] = None,
+    input_type: Annotated[str, typer.Option(help="prefix|manifest")] = "prefix",
+    content_type: Annotated[
+        str, typer.Option(help="text/csv|application/json|application/jsonlines")
+    ] = "text/csv",
+    accept: Annotated[str | None, typer.Option(help="answer format (default: the content type)")] = None,
+    split_type: Annotated[str, typer.Option(help="None (a file is one record) | Line")] = "None",
+    batch_strategy: Annotated[str | None, typer.Option(help="SingleRecord|MultiRecord")] = None,
+    max_payload_mb: Annotated[
+        int | None, typer.Option(help="largest request (default 6, at most 100)")
+    ] = None,
+    max_concurrent_transforms: Annotated[
+        int | None, typer.Option(help="requests in flight (endpoint)")
+    ] = None,
+    assemble_with: Annotated[str, typer.Option(help="None|Line")] = "None",
+    input_filter: Annotated[str, typer.Option(help="JSONPath of each record sent to the model")] = "$",
+    output_filter: Annotated[str, typer.Option(help="JSONPath of each joined record written")] = "$",
+    join_source: Annotated[str, typer.Option(help="None|Input")] = "None",
+    compression: Annotated[str, typer.Option(help="None|Gzip (inputs)")] = "None",
+    response_keys: Annotated[
+        str | None, typer.Option(help="answer keys, e.g. predicted_label,probabilities")
+    ] = None,
+    max_record_errors: Annotated[str, typer.Option(help="bad records a file may hold: N or P%")] = "0",
+    csv_header: Annotated[
+        bool, typer.Option("--csv-header", help="the first line of each CSV is a header")
+    ] = False,
+    shard_index: Annotated[
+        int | None, typer.Option(help="this shard (default $JOB_COMPLETION_INDEX or 0)")
+    ] = None,
+    shard_count: Annotated[
+        int | None, typer.Option(help="shards in all (default $TRIPOD_SHARD_COUNT or 1)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes of the in-process engine (default: cores)")
+    ] = None,
+    split_mb: Annotated[
+        int | None, typer.Option(help="cut line-split inputs larger than this into byte ranges (default 64)")
+    ] = None,
+) -> None:
+    """Batch transform with SageMaker's semantics: every input object becomes <output>/<relative>.out; a rerun
+    of the same command resumes; exits 1 naming the files that failed."""
+    from services.batch.job import run_transform
+    from services.batch.options import TransformOptions
+
+    options = TransformOptions.build(
+        model=model, endpoint=endpoint, input=input, input_type=input_type, output=output,
+        content_type=content_type, accept=accept, split_type=split_type, batch_strategy=batch_strategy,
+        max_payload_mb=max_payload_mb, max_concurrent_transforms=max_concurrent_transforms,
+        assemble_with=assemble_with, input_filter=input_filter, output_filter=output_filter,
+        join_source=join_source, compression=compression, response_keys=response_keys,
+        max_record_errors=max_record_errors, csv_header=csv_header, shard_index=shard_index,
+        shard_count=shard_count, workers=workers, split_mb=split_mb,
+    )  # fmt: skip
+    with _sigterm_as_interrupt():
+        summary = run_transform(options)
+    totals = summary.as_dict()["totals"]
+    typer.echo(
+        f"transform {'succeeded' if summary.succeeded else 'failed'}: {totals['files']} file(s), "
+        f"{totals['records']} record(s), {totals['errors']} bad record(s) in {summary.seconds:.1f} s"
+    )
+    for failed in summary.failed:
+        typer.echo(f"tripod: failed: {failed.input}: {failed.reason}", err=True)
+    if not summary.succeeded:
+        raise SystemExit(1)
+
+
+@app.command()
 def serve(
     model: Annotated[Path | None, typer.Option(help="model directory; default $TRIPOD_MODEL_DIR")] = None,
     host: Annotated[str | None, typer.Option(help="address (127.0.0.1; 0.0.0.0 with --sagemaker)")] = None,

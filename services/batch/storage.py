@@ -512,6 +512,29 @@ def remove(url: str) -> None:
         _fail("remove", url, exc)
 
 
+def remove_leftovers(url: str) -> None:
+    """Delete the temporary files a killed :class:`AtomicWriter` of ``url`` left beside it (local paths).
+
+    Only the one job unit that writes ``url`` calls this, so no other writer's temporary file is touched.  On
+    S3 a killed writer leaves at most an incomplete multipart upload, invisible to readers; a bucket's
+    ``AbortIncompleteMultipartUpload`` lifecycle rule removes it.
+    """
+    if is_s3(url):
+        return
+    _, path = _location(url)
+    folder, name = os.path.split(path)
+    try:
+        leftovers = [entry for entry in os.listdir(folder) if entry.startswith(f".{name}.")]
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        _fail("list", url, exc)
+    for entry in leftovers:
+        if _TEMPORARY.match(entry) and len(entry) == len(name) + 22:
+            with suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+
+
 class AtomicWriter:
     """An object written whole or not at all: ``with AtomicWriter(url) as out: out.write(b"...")``.
 

@@ -1,0 +1,203 @@
+"""Where a transform job's mini-batches are answered: in this machine's processes, or by an endpoint.
+
+Both engines take a request body and give back the answer's bytes, the same bytes ``POST /invocations`` would
+give, so a job's outputs are identical whichever runs it:
+
+- :class:`InProcessEngine` — worker processes (one per core by default), each holding the model's pipeline and
+  answering mini-batches with the shared codecs; no HTTP.  Processes are started with ``spawn``: onnxruntime's
+  sessions must not be inherited through ``fork``.
+- :class:`EndpointEngine` — ``POST /invocations`` to any SageMaker-compatible container, ``MaxConcurrentTransforms``
+  requests in flight; 5xx answers and connection errors are retried up to 3 times with exponential backoff, as
+  SageMaker does; a 4xx is the records' fault and is reported with the container's message.
+
+A refusal of the records (a 4xx, or in process a Tripod input error) raises :class:`RecordsRefused`, so the job
+can find the bad record; anything else that stops an answer raises :class:`EngineFailed`, which fails the file.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.errors import TripodError
+
+RETRIES = 3
+"""SageMaker retries a failed request up to three times."""
+BACKOFF_S = 0.5
+RESPONSE_KEYS_HEADER = "X-Tripod-Response-Keys"
+
+
+class RecordsRefused(Exception):
+    """The model refused the records of a request: their fault, not the engine's (a 4xx)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+class EngineFailed(Exception):
+    """No answer could be had (after retries): the file fails, not a record."""
+
+
+class Engine(Protocol):
+    max_in_flight: int
+    """How many requests may be outstanding at once."""
+
+    def submit(self, payload: bytes) -> Future[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+# -- in process -------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """What each worker process holds: the pipeline and how to encode its answers."""
+
+    def __init__(self, model_dir: str, content_type: str, accept: str, keys: str | None) -> None:
+        from services.codecs.answers import response_keys
+        from services.runtime.limits import Limits
+        from services.runtime.pipeline import Pipeline
+        from services.settings import ServingSettings
+
+        settings = ServingSettings.from_env()
+        limits = Limits(max_text_chars=settings.max_text_chars, chunk_rows=settings.chunk_rows)
+        self.pipeline = Pipeline.from_directory(Path(model_dir), threads=settings.onnx_threads, limits=limits)
+        self.content_type, self.accept = content_type, accept
+        self.keys = response_keys(keys, settings.response_keys, regression=self.pipeline.regression)
+
+    def answer(self, payload: bytes) -> bytes:
+        from services.codecs.answers import answer_rows, encode_answer
+        from services.codecs.bodies import decode_body
+
+        try:
+            batch = self.pipeline.predict(decode_body(payload, self.content_type))
+        except TripodError as exc:
+            raise RecordsRefused(exc.status_code, str(exc)) from None
+        return encode_answer(answer_rows(batch, self.keys), self.accept)
+
+
+_THIS_PROCESS: dict[str, _Worker] = {}
+"""The worker of a pool process, set by its initializer (a pool process serves one job)."""
+
+
+def _start_worker(model_dir: str, content_type: str, accept: str, keys: str | None) -> None:
+    _THIS_PROCESS["worker"] = _Worker(model_dir, content_type, accept, keys)
+
+
+def _answer(payload: bytes) -> bytes:
+    return _THIS_PROCESS["worker"].answer(payload)
+
+
+class InProcessEngine:
+    """Mini-batches answered by worker processes holding the model (see the module docstring)."""
+
+    def __init__(
+        self, model_dir: Path, *, content_type: str, accept: str, keys: str | None, workers: int
+    ) -> None:
+        self.max_in_flight = 2 * workers  # one running and one waiting per worker keeps every core busy
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(str(model_dir), content_type, accept, keys),
+        )
+
+    def submit(self, payload: bytes) -> Future[bytes]:
+        try:
+            return self._pool.submit(_answer, payload)
+        except BrokenProcessPool as exc:
+            raise EngineFailed(f"a worker process died: {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- endpoint ---------------------------------------------------------------------------------------------
+
+
+def execution_parameters(endpoint: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """What the container advises (``GET /execution-parameters``); empty when it has no such route."""
+    try:
+        with urllib.request.urlopen(
+            f"{endpoint.rstrip('/')}/execution-parameters", timeout=timeout_s
+        ) as answer:
+            parsed = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}
+        raise EngineFailed(f"{endpoint}/execution-parameters answered {exc.code}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise EngineFailed(f"cannot reach {endpoint}: {exc}") from exc
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class EndpointEngine:
+    """Mini-batches posted to ``<endpoint>/invocations`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        content_type: str,
+        accept: str,
+        keys: str | None,
+        concurrency: int,
+        timeout_s: float = 600.0,
+        backoff_s: float = BACKOFF_S,
+    ) -> None:
+        self.url = f"{endpoint.rstrip('/')}/invocations"
+        self.headers = {"Content-Type": content_type, "Accept": accept}
+        if keys:
+            self.headers[RESPONSE_KEYS_HEADER] = keys
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.max_in_flight = concurrency
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transform-endpoint")
+
+    def submit(self, payload: bytes) -> Future[bytes]:
+        return self._pool.submit(self._post, payload)
+
+    def _post(self, payload: bytes) -> bytes:
+        problem = ""
+        for attempt in range(RETRIES + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url, data=payload, headers=self.headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                    return bytes(answer.read())
+            except urllib.error.HTTPError as exc:
+                body = exc.read()
+                if exc.code < 500:
+                    raise RecordsRefused(exc.code, _error_message(body)) from None
+                problem = f"{exc.code}: {_error_message(body)}"
+            except (urllib.error.URLError, OSError) as exc:
+                problem = f"connection error: {getattr(exc, 'reason', exc)}"
+        raise EngineFailed(f"{self.url} failed {RETRIES + 1} times; last: {problem}")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _error_message(body: bytes) -> str:
+    """A container's error answer as one line: Tripod's ``{"error": ...}``, or the start of the body."""
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:300]
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        return parsed["error"][:300]
+    return " ".join(text.split())[:300]
