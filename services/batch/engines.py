@@ -155,14 +155,14 @@ class EndpointEngine:
         keys: str | None,
         concurrency: int,
         timeout_s: float = 600.0,
-        backoff_s: float = BACKOFF_S,
+        backoff_s: float | None = None,
     ) -> None:
         self.url = f"{endpoint.rstrip('/')}/invocations"
         self.headers = {"Content-Type": content_type, "Accept": accept}
         if keys:
             self.headers[RESPONSE_KEYS_HEADER] = keys
         self.timeout_s = timeout_s
-        self.backoff_s = backoff_s
+        self.backoff_s = BACKOFF_S if backoff_s is None else backoff_s
         self.max_in_flight = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transform-endpoint")
 

@@ -69,6 +69,8 @@ class JobSummary:
     shard: int
     shards: int
     engine: str
+    settings: dict[str, Any]
+    """What was applied: the job's settings, else the container's advice, else SageMaker's defaults."""
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -93,6 +95,7 @@ class JobSummary:
             "shard": self.shard,
             "shards": self.shards,
             "engine": self.engine,
+            "settings": self.settings,
             "seconds": round(self.seconds, 3),
             "totals": totals,
             "files": [asdict(f) for f in self.files],
@@ -113,6 +116,14 @@ class Settings:
     def line_split(self) -> bool:
         return self.options.split_type == "Line"
 
+    def applied(self) -> dict[str, Any]:
+        """The settings SageMaker's DescribeTransformJob would show."""
+        return {
+            "BatchStrategy": "MultiRecord" if self.multi else "SingleRecord",
+            "MaxPayloadInMB": self.max_bytes >> 20,
+            ("Workers" if self.options.model is not None else "MaxConcurrentTransforms"): self.concurrency,
+        }
+
 
 def resolve_settings(options: TransformOptions) -> Settings:
     """The job setting, else the container's ``/execution-parameters`` (endpoint engine), else SageMaker's
@@ -129,7 +140,10 @@ def resolve_settings(options: TransformOptions) -> Settings:
         "MultiRecord" if merged["BatchStrategy"] == "MULTI_RECORD" else "SingleRecord"
     )
     payload_mb = options.max_payload_mb or int(merged["MaxPayloadInMB"])
-    concurrency = options.max_concurrent_transforms or int(merged["MaxConcurrentTransforms"])
+    if options.model is not None:
+        concurrency = options.workers or os.cpu_count() or 1  # worker processes: one per core
+    else:
+        concurrency = options.max_concurrent_transforms or int(merged["MaxConcurrentTransforms"])
     dataprocessing = DataProcessing.from_options(
         options.input_filter,
         options.output_filter,
@@ -170,10 +184,9 @@ def open_engine(settings: Settings) -> Engine:
     options = settings.options
     content_type, accept, keys = options.content_type, options.answer_type, options.response_keys
     if options.model is not None:
-        workers = options.workers or os.cpu_count() or 1
         model_dir = resolve_model_dir(options.model)
         return InProcessEngine(
-            model_dir, content_type=content_type, accept=accept, keys=keys, workers=workers
+            model_dir, content_type=content_type, accept=accept, keys=keys, workers=settings.concurrency
         )
     assert options.endpoint is not None
     return EndpointEngine(
@@ -416,7 +429,10 @@ def run_transform(options: TransformOptions, *, progress: bool = True) -> JobSum
     units = plan_units(inputs, splittable=splittable, split_mb=options.split_mb)
     mine = shard_units(units, options.shard_index, options.shard_count)
     summary = JobSummary(
-        options.shard_index, options.shard_count, "in-process" if options.model else "endpoint"
+        options.shard_index,
+        options.shard_count,
+        "in-process" if options.model else "endpoint",
+        settings.applied(),
     )
     done = {unit: state.done_marker(options.output, unit, fingerprint) for unit in mine}
     todo = [unit for unit in mine if done[unit] is None]

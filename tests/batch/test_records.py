@@ -1,0 +1,137 @@
+"""Records, byte ranges and mini-batches: every record read exactly once whatever the cut, in order, within
+the payload and record limits."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from services.batch.plan import MIB, plan_units, shard_units
+from services.batch.records import MiniBatch, Record, line_records, mini_batches, whole_record
+from services.batch.storage import InputObject
+
+
+def records_of(data: bytes, start: int, end: int | None, *, skip_header: bool = False) -> list[Record]:
+    stream = io.BytesIO(data)
+    stream.seek(max(0, start - 1))
+    return list(line_records(stream, start, end, skip_header=skip_header))
+
+
+def cut_everywhere(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *cuts, None]
+    found: list[bytes] = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        assert start is not None
+        found.extend(record.data for record in records_of(data, start, end))
+    return found
+
+
+SAMPLE = b"a,1\r\nbb,2\n\nccc,3\n  \ndddd,4"
+
+
+def test_line_records_drop_terminators_and_blank_lines_but_keep_byte_offsets() -> None:
+    records = records_of(SAMPLE, 0, None)
+
+    assert [(r.index, r.offset, r.data) for r in records] == [
+        (0, 0, b"a,1"),
+        (1, 5, b"bb,2"),
+        (2, 11, b"ccc,3"),
+        (3, 20, b"dddd,4"),
+    ]
+    assert all(SAMPLE[r.offset : r.offset + len(r.data)] == r.data for r in records)
+
+
+@pytest.mark.parametrize("cut", range(1, len(SAMPLE)))
+def test_a_record_belongs_to_the_range_holding_its_first_byte_at_every_cut(cut: int) -> None:
+    assert cut_everywhere(SAMPLE, [cut]) == [b"a,1", b"bb,2", b"ccc,3", b"dddd,4"]
+
+
+def test_many_small_ranges_read_every_record_exactly_once() -> None:
+    data = b"".join(b"record-%d,%s\n" % (i, b"x" * (i % 7)) for i in range(300))
+
+    for step in (1, 3, 16, 97):
+        found = cut_everywhere(data, list(range(step, len(data), step)))
+        assert found == [line for line in data.split(b"\n") if line]
+
+
+def test_the_header_is_skipped_only_in_the_range_at_the_start() -> None:
+    data = b"text,id\nhello,1\nworld,2\n"
+
+    assert [r.data for r in records_of(data, 0, 12, skip_header=True)] == [b"hello,1"]
+    assert [r.data for r in records_of(data, 12, None, skip_header=True)] == [b"world,2"]
+
+
+def test_split_type_none_makes_the_whole_object_one_record_and_an_empty_object_none() -> None:
+    assert list(whole_record(io.BytesIO(b"a\nb\n"))) == [Record(0, 0, b"a\nb\n")]
+    assert list(whole_record(io.BytesIO(b""))) == []
+
+
+def make_records(*sizes: int) -> list[Record]:
+    return [Record(i, 0, b"x" * size) for i, size in enumerate(sizes)]
+
+
+def test_multi_record_batches_fill_the_payload_counting_each_newline() -> None:
+    batches = list(
+        mini_batches(make_records(4, 4, 4, 4), multi=True, max_bytes=10, max_records=100, line_split=True)
+    )
+
+    assert [[r.index for r in b.records] for b in batches] == [[0, 1], [2, 3]]
+    assert batches[0].payload(line_split=True) == b"xxxx\nxxxx\n"
+
+
+def test_multi_record_batches_respect_the_record_limit() -> None:
+    batches = list(
+        mini_batches(make_records(*[1] * 7), multi=True, max_bytes=1000, max_records=3, line_split=True)
+    )
+
+    assert [len(b.records) for b in batches] == [3, 3, 1]
+
+
+def test_single_record_sends_one_record_per_request() -> None:
+    batches = list(
+        mini_batches(make_records(1, 1, 1), multi=False, max_bytes=1000, max_records=3, line_split=True)
+    )
+
+    assert [len(b.records) for b in batches] == [1, 1, 1]
+
+
+def test_a_record_over_the_payload_limit_is_yielded_alone_as_too_large_in_its_place() -> None:
+    batches = list(
+        mini_batches(make_records(2, 20, 2), multi=True, max_bytes=10, max_records=100, line_split=True)
+    )
+
+    assert [([r.index for r in b.records], b.too_large) for b in batches] == [
+        ([0], False),
+        ([1], True),
+        ([2], False),
+    ]
+
+
+def test_a_whole_object_payload_is_sent_as_it_is() -> None:
+    assert MiniBatch([Record(0, 0, b"a\nb")]).payload(line_split=False) == b"a\nb"
+
+
+def obj(name: str, size: int) -> InputObject:
+    return InputObject(url=f"/in/{name}", relative=name, size=size, version="v")
+
+
+def test_only_large_splittable_objects_are_cut_into_consecutive_ranges() -> None:
+    units = plan_units([obj("a", 5 * MIB // 2), obj("b", MIB)], splittable=True, split_mb=1)
+
+    assert [(u.name, u.start, u.end) for u in units] == [
+        ("a.part-00000-of-00003", 0, MIB),
+        ("a.part-00001-of-00003", MIB, 2 * MIB),
+        ("a.part-00002-of-00003", 2 * MIB, None),
+        ("b", 0, None),
+    ]
+    assert len(plan_units([obj("a", 5 * MIB)], splittable=False, split_mb=1)) == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_take_every_unit_exactly_once(count: int) -> None:
+    units = plan_units([obj(f"f{i}", (i % 3 + 1) * MIB) for i in range(5)], splittable=True, split_mb=1)
+
+    taken = [unit for index in range(count) for unit in shard_units(units, index, count)]
+
+    assert sorted(taken, key=units.index) == units
