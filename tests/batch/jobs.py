@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from services.batch.job import JobSummary, run_transform
 from services.batch.options import TransformOptions
 
 
-def csv_lines(rows: list[list[object]]) -> bytes:
+def csv_lines(rows: Sequence[Sequence[object]]) -> bytes:
     """Rows as CSV, quoted as Python's csv module quotes them, LF-terminated."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)

@@ -98,5 +98,5 @@ def test_shards_default_from_a_kubernetes_indexed_job(monkeypatch: pytest.Monkey
 def test_a_bad_shard_variable_names_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "first")
 
-    with pytest.raises(InvalidInput, match="^--shard-index: Input should be a valid integer"):
+    with pytest.raises(InvalidInput, match=r"^--shard-index: Input should be a valid integer"):
         build()

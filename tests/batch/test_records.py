@@ -4,6 +4,7 @@ the payload and record limits."""
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 
@@ -21,7 +22,7 @@ def records_of(data: bytes, start: int, end: int | None, *, skip_header: bool = 
 def cut_everywhere(data: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *cuts, None]
     found: list[bytes] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         assert start is not None
         found.extend(record.data for record in records_of(data, start, end))
     return found
