@@ -107,18 +107,27 @@ class InProcessEngine:
         self, model_dir: Path, *, content_type: str, accept: str, keys: str | None, workers: int
     ) -> None:
         self.max_in_flight = 2 * workers  # one running and one waiting per worker keeps every core busy
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
+        self._workers = workers
+        self._initargs = (str(model_dir), content_type, accept, keys)
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(str(model_dir), content_type, accept, keys),
+            initargs=self._initargs,
         )
 
     def submit(self, payload: bytes) -> Future[bytes]:
         try:
             return self._pool.submit(_answer, payload)
-        except BrokenProcessPool as exc:
-            raise EngineFailed(f"a worker process died: {exc}") from exc
+        except BrokenProcessPool:
+            # A worker died (killed for memory, or crashed on some input): the answers in flight fail their
+            # file (EngineFailed); a fresh pool lets the other files go on.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
+            return self._pool.submit(_answer, payload)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

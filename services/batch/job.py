@@ -223,9 +223,15 @@ class UnitRun:
         stream = storage.open_input(unit.input, gzip=gzip, start=0 if gzip else start)
         with stream:
             if not self.settings.line_split:
-                yield from whole_record(stream)
+                yield from whole_record(stream, max_bytes=self.settings.max_bytes)
             else:
-                yield from line_records(stream, unit.start, unit.end, skip_header=options.csv_header)
+                yield from line_records(
+                    stream,
+                    unit.start,
+                    unit.end,
+                    skip_header=options.csv_header,
+                    max_bytes=self.settings.max_bytes,
+                )
 
     def run(self, writer: storage.AtomicWriter) -> None:
         """Send every mini-batch, keeping ``max_in_flight`` outstanding, and write answers in order."""
@@ -234,11 +240,9 @@ class UnitRun:
         content = self.options.content_type
 
         def model_input(record: Record) -> Record:
-            return (
-                record
-                if dp.input_filter.is_identity
-                else Record(record.index, record.offset, dp.model_input(record.data, content))
-            )
+            if dp.input_filter.is_identity or record.oversize:
+                return record
+            return Record(record.index, record.offset, dp.model_input(record.data, content))
 
         pending: deque[tuple[MiniBatch, Future[bytes] | None]] = deque()
         batches = mini_batches(
@@ -269,7 +273,7 @@ class UnitRun:
         answers = self.answers(batch, future)
         for record, answer in answers:
             original = self.originals.pop(record.index, record)
-            self.bar.update(len(original.data) + 1)
+            self.bar.update(original.size + 1)
             if answer is None:
                 writer.write(self.placeholder(record))
                 continue
@@ -280,9 +284,7 @@ class UnitRun:
         if batch.too_large:
             (record,) = batch.records
             limit = self.settings.max_bytes >> 20
-            self.refuse(
-                record, 413, f"the record is {len(record.data):,} bytes, over MaxPayloadInMB ({limit} MB)"
-            )
+            self.refuse(record, 413, f"the record is {record.size:,} bytes, over MaxPayloadInMB ({limit} MB)")
             return [(record, None)]
         assert future is not None
         try:
@@ -497,3 +499,14 @@ def _file_result(options: TransformOptions, unit: WorkUnit) -> FileResult:
     return FileResult(
         input=unit.input.url, output=storage.output_url(options.output, unit.input.relative, state.OUT_SUFFIX)
     )
+
+
+def transform(*, progress: bool = False, **options: Any) -> JobSummary:
+    """``tripod transform`` from Python: its options as keyword arguments (``model=Path("models/x/latest")``,
+    ``input="s3://bucket/in/"``, ``output=...``, ``split_type="Line"``, ...), validated as the command line's.
+
+    Raises:
+        InvalidInput: a bad option or input (nothing was written).
+        StorageError: the output location cannot be written, or the endpoint cannot be reached.
+    """
+    return run_transform(TransformOptions.build(**options), progress=progress)

@@ -27,7 +27,13 @@ class Record:
     offset: int
     """Byte offset of its first byte in the (decompressed) object."""
     data: bytes
-    """Its bytes, without the line terminator."""
+    """Its bytes, without the line terminator; empty for a record too large to hold (``oversize``)."""
+    oversize: int = 0
+    """The length of a record longer than the job could ever send, which was skipped rather than held."""
+
+    @property
+    def size(self) -> int:
+        return self.oversize or len(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,9 @@ class MiniBatch:
         return b"".join(record.data + b"\n" for record in self.records)
 
 
-def line_records(stream: BinaryIO, start: int, end: int | None, *, skip_header: bool) -> Iterator[Record]:
+def line_records(
+    stream: BinaryIO, start: int, end: int | None, *, skip_header: bool, max_bytes: int
+) -> Iterator[Record]:
     """The records of bytes ``[start, end)`` of a line-split object.
 
     Args:
@@ -52,16 +60,23 @@ def line_records(stream: BinaryIO, start: int, end: int | None, *, skip_header: 
             a record) and readable to its end.
         start: first byte of the range; ``end``: first byte past it (None: to the end).
         skip_header: the first line of the object is a header (only meaningful for the range at 0).
+        max_bytes: a longer record could never be sent; it is read through in pieces and yielded empty with
+            its ``oversize``, so one huge line (a file without newlines) never sits in memory.
     """
     offset = max(0, start - 1)
-    if start > 0:
-        offset += len(stream.readline())  # the tail of the record that began before this range
-    elif skip_header:
-        offset += len(stream.readline())
+    if start > 0 or skip_header:  # the tail of the record that began before this range, or the header
+        offset += _rest_of_line(stream, b"", max_bytes)[0]
     index = 0
-    for line in stream:
-        if end is not None and offset >= end:
+    while end is None or offset < end:
+        line = stream.readline(max_bytes + 2)  # room for the longest sendable record and its CR LF
+        if not line:
             return
+        if not line.endswith(b"\n") and len(line) == max_bytes + 2:
+            length, terminator = _rest_of_line(stream, line, max_bytes)
+            yield Record(index, offset, b"", oversize=length - terminator)
+            index += 1
+            offset += length
+            continue
         data = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
         if data.strip():
             yield Record(index, offset, data)
@@ -69,11 +84,30 @@ def line_records(stream: BinaryIO, start: int, end: int | None, *, skip_header: 
         offset += len(line)
 
 
-def whole_record(stream: BinaryIO) -> Iterator[Record]:
-    """``SplitType=None``: the whole object is one record (an empty object is none)."""
-    data = stream.read()
-    if data:
-        yield Record(0, 0, data)
+def _rest_of_line(stream: BinaryIO, start: bytes, piece: int) -> tuple[int, int]:
+    """Read to the end of a line begun with ``start``, in pieces: (the line's length, its terminator's)."""
+    length, tail = len(start), start[-2:]
+    while chunk := stream.readline(piece):
+        length += len(chunk)
+        tail = (tail + chunk)[-2:]
+        if chunk.endswith(b"\n"):
+            break
+    terminator = 2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0
+    return length, terminator
+
+
+def whole_record(stream: BinaryIO, *, max_bytes: int) -> Iterator[Record]:
+    """``SplitType=None``: the whole object is one record (an empty object is none); one larger than
+    ``max_bytes`` is read through and yielded empty with its ``oversize``."""
+    data = stream.read(max_bytes + 1)
+    if len(data) <= max_bytes:
+        if data:
+            yield Record(0, 0, data)
+        return
+    size = len(data)
+    while chunk := stream.read(1 << 20):
+        size += len(chunk)
+    yield Record(0, 0, b"", oversize=size)
 
 
 def mini_batches(
@@ -83,7 +117,7 @@ def mini_batches(
     batch: list[Record] = []
     size = 0
     for record in records:
-        cost = len(record.data) + (1 if line_split else 0)
+        cost = record.size + (1 if line_split else 0)
         if cost > max_bytes:
             if batch:
                 yield MiniBatch(batch)

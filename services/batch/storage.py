@@ -417,6 +417,10 @@ def open_input(obj: InputObject, *, gzip: bool = False, start: int = 0, end: int
         return cast(
             BinaryIO, io.BufferedReader(_Range(handle, length), buffer_size=max(1, min(BLOCK_SIZE, length)))
         )
+    if is_s3(obj.url):
+        # s3fs's file reads ahead itself but has no readline(limit), which a reader of lines that may be
+        # huge needs.
+        return cast(BinaryIO, io.BufferedReader(handle, buffer_size=1 << 20))
     return cast(BinaryIO, handle)
 
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from services.batch.job import JobSummary, run_transform
-from services.batch.options import TransformOptions
+from services.batch import job
+from services.batch.job import JobSummary
 
 
 def csv_lines(rows: Sequence[Sequence[object]]) -> bytes:
@@ -32,11 +32,10 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def transform(model: Path | None, source: Path | str, output: Path | str, **options: object) -> JobSummary:
-    """One job in this process (one worker unless said), without a progress bar."""
+    """One job in this process (one worker unless said), through the Python API."""
     if model is not None:
         options.setdefault("workers", 1)
-    built = TransformOptions.build(model=model, input=str(source), output=str(output), **options)
-    return run_transform(built, progress=False)
+    return job.transform(progress=False, model=model, input=str(source), output=str(output), **options)
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

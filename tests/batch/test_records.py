@@ -13,10 +13,12 @@ from services.batch.records import MiniBatch, Record, line_records, mini_batches
 from services.batch.storage import InputObject
 
 
-def records_of(data: bytes, start: int, end: int | None, *, skip_header: bool = False) -> list[Record]:
+def records_of(
+    data: bytes, start: int, end: int | None, *, skip_header: bool = False, max_bytes: int = 1 << 20
+) -> list[Record]:
     stream = io.BytesIO(data)
     stream.seek(max(0, start - 1))
-    return list(line_records(stream, start, end, skip_header=skip_header))
+    return list(line_records(stream, start, end, skip_header=skip_header, max_bytes=max_bytes))
 
 
 def cut_everywhere(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -63,9 +65,34 @@ def test_the_header_is_skipped_only_in_the_range_at_the_start() -> None:
     assert [r.data for r in records_of(data, 12, None, skip_header=True)] == [b"world,2"]
 
 
+def test_a_line_too_long_to_send_is_read_through_and_kept_only_as_its_size() -> None:
+    data = b"short\n" + b"y" * 100 + b"\r\n" + b"z" * 30 + b"\nlast"
+
+    records = records_of(data, 0, None, max_bytes=10)
+
+    assert [(r.index, r.offset, r.data, r.size) for r in records] == [
+        (0, 0, b"short", 5),
+        (1, 6, b"", 100),
+        (2, 108, b"", 30),
+        (3, 139, b"last", 4),
+    ]
+
+
+def test_a_range_starting_inside_a_long_line_skips_it_in_pieces() -> None:
+    data = b"x" * 50 + b"\nnext\n"
+
+    assert [r.data for r in records_of(data, 20, None, max_bytes=8)] == [b"next"]
+
+
 def test_split_type_none_makes_the_whole_object_one_record_and_an_empty_object_none() -> None:
-    assert list(whole_record(io.BytesIO(b"a\nb\n"))) == [Record(0, 0, b"a\nb\n")]
-    assert list(whole_record(io.BytesIO(b""))) == []
+    assert list(whole_record(io.BytesIO(b"a\nb\n"), max_bytes=10)) == [Record(0, 0, b"a\nb\n")]
+    assert list(whole_record(io.BytesIO(b""), max_bytes=10)) == []
+
+
+def test_an_object_too_large_to_send_whole_is_kept_only_as_its_size() -> None:
+    (record,) = whole_record(io.BytesIO(b"q" * (3 << 20)), max_bytes=1 << 20)
+
+    assert (record.data, record.size) == (b"", 3 << 20)
 
 
 def make_records(*sizes: int) -> list[Record]:
@@ -98,14 +125,14 @@ def test_single_record_sends_one_record_per_request() -> None:
 
 
 def test_a_record_over_the_payload_limit_is_yielded_alone_as_too_large_in_its_place() -> None:
-    batches = list(
-        mini_batches(make_records(2, 20, 2), multi=True, max_bytes=10, max_records=100, line_split=True)
-    )
+    records = [*make_records(2, 20, 2), Record(3, 0, b"", oversize=11)]
+    batches = list(mini_batches(records, multi=True, max_bytes=10, max_records=100, line_split=True))
 
     assert [([r.index for r in b.records], b.too_large) for b in batches] == [
         ([0], False),
         ([1], True),
         ([2], False),
+        ([3], True),
     ]
 
 

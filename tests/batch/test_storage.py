@@ -330,6 +330,16 @@ def test_a_byte_range_is_read_in_small_pieces_without_passing_its_end(root: str,
     assert pieces[-1] == b""
 
 
+@pytest.mark.parametrize(("start", "end"), [(0, None), (0, 500), (7, None)], ids=["whole", "range", "from"])
+def test_every_opened_object_reads_lines_with_a_length_limit(
+    root: str, client: Any, start: int, end: int | None
+) -> None:
+    obj = input_at(root, client, "lines.txt", b"0123456789\nabc\n")
+
+    with open_input(obj, start=start, end=end) as stream:
+        assert stream.readline(4) == b"0123456789\nabc\n"[start : start + 4]
+
+
 def test_gzip_objects_are_decompressed_as_they_are_read(root: str, client: Any) -> None:
     text = b"".join(b'{"review": "line %d"}\n' % number for number in range(2000))
     obj = input_at(root, client, "reviews.jsonl.gz", gzip.compress(text))

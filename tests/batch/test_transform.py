@@ -246,10 +246,11 @@ def test_a_manifest_names_the_objects_and_outputs_keep_their_relative_paths(
 # --- errors ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [1 << 20, 3 << 20], ids=["just-over", "read-in-pieces"])
 def test_a_record_over_the_payload_limit_fails_its_file_naming_the_record_and_spares_the_others(
-    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path
+    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path, size: int
 ) -> None:
-    huge = "x" * (1 << 20)
+    huge = "x" * size
     write(tmp_path / "in/big.csv", csv_lines([[flat_texts[0]], [huge], [flat_texts[1]]]))
     write(tmp_path / "in/good.csv", csv_lines([[t] for t in flat_texts[:5]]))
 
