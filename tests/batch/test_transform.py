@@ -483,3 +483,52 @@ def test_an_unreadable_object_fails_its_file_and_the_others_finish(
     assert [f.input for f in summary.failed] == [str(tmp_path / "in/vanishing.csv")]
     assert "vanishing.csv" in summary.failed[0].reason
     assert sorted(outputs(tmp_path / "out")) == ["good.csv.out"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"review_body": 1e999}',
+        b'{"review_body": 123456789012345678901234567890123456789}',
+        b'{"review_body": null}',
+        b'"\\ud800"',
+        b'{"review_body": "nul \\u0000 inside"}',
+        b"\xff\xfe\x00",
+        b'{"review_body": "' + b"long " * 40_000 + b'"}',
+    ],
+    ids=["deep", "inf", "huge-int", "null", "lone-surrogate", "nul", "not-utf8", "long-text"],
+)
+def test_a_hostile_record_is_answered_or_listed_and_its_neighbours_are_answered(
+    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path, line: bytes
+) -> None:
+    good = [json.dumps({"review_body": text}).encode() for text in flat_texts[:2]]
+    write(tmp_path / "in/a.jsonl", b"\n".join([good[0], line, good[1]]) + b"\n")
+
+    summary = transform(
+        trained_model_dir,
+        tmp_path / "in",
+        tmp_path / "out",
+        content_type="application/jsonlines",
+        split_type="Line",
+        max_record_errors="1",
+    )
+
+    assert summary.succeeded
+    answers = [json.loads(a) for a in (tmp_path / "out/a.jsonl.out").read_text().splitlines()]
+    assert len(answers) == 3 and "predicted_label" in answers[0] and "predicted_label" in answers[2]
+    if "error" in answers[1]:
+        (error,) = errors_of(tmp_path / "out/a.jsonl.out.errors.jsonl")
+        assert error["record"] == 1 and 400 <= error["status"] < 500 and "\n" not in error["reason"]
+
+
+@pytest.mark.parametrize("split_type", ["None", "Line"])
+def test_an_empty_object_gives_an_empty_output(
+    trained_model_dir: Path, tmp_path: Path, split_type: str
+) -> None:
+    write(tmp_path / "in/empty.csv", b"")
+
+    summary = transform(trained_model_dir, tmp_path / "in", tmp_path / "out", split_type=split_type)
+
+    assert summary.succeeded and summary.files[0].records == 0
+    assert (tmp_path / "out/empty.csv.out").read_bytes() == b""
