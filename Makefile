@@ -12,7 +12,7 @@ RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
 PREPARED := data/reviews.parquet
 MODEL := models/reviews
 
-.PHONY: help install demo data train serve lint test test-slow bench loadtest bento clean
+.PHONY: help install demo data train serve lint test test-slow bench bench-batch loadtest bento clean
 
 help:
 	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
@@ -20,6 +20,7 @@ help:
 	@echo "make test       install and run the test suite (unit, model, service, e2e; not slow/bench)"
 	@echo "make test-slow  the long suites"
 	@echo "make bench      benchmarks: serving variants vs concurrency, plots in docs/benchmarks/ (MINILM_MODEL=DIR or MINILM_BUILD=1 adds MiniLM)"
+	@echo "make bench-batch  tripod transform over 1 GB of CSV: in-process vs its ceiling and an endpoint, peak memory (QUICK=1: small sizes; MINILM_MODEL=DIR adds MiniLM)"
 	@echo "make loadtest   serve $(MODEL)/latest, run Locust headless (LOADTEST_DURATION=60 s), check the SLOs"
 	@echo "make serve      serve $(MODEL)/latest on http://127.0.0.1:3000"
 	@echo "make bento      build the Bento (serving dependencies only)"
@@ -64,6 +65,11 @@ bench: $(PREPARED)
 	$(PY) benchmarks/baseline_throughput.py --data $(PREPARED)
 	$(PY) benchmarks/serving_compare.py --data $(PREPARED) --out docs/benchmarks --work loadtests/results/bench \
 		$(if $(MINILM_MODEL),--minilm-model $(MINILM_MODEL)) $(if $(MINILM_BUILD),--minilm-build)
+
+bench-batch: $(PREPARED)
+	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
+	$(PY) benchmarks/batch_transform.py --model $(MODEL)/latest --data $(PREPARED) \
+		$(if $(QUICK),--quick) $(if $(MINILM_MODEL),--minilm-model $(MINILM_MODEL))
 
 loadtest: $(PREPARED)
 	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
