@@ -346,6 +346,12 @@ class ModelArtifact:
         return cls(directory=directory, manifest=manifest)
 
     @property
+    def manifest_digest(self) -> str:
+        """The sha256 of the manifest, which holds every file's digest: the model's identity (what
+        ``manifest.sha256`` records)."""
+        return hashlib.sha256((self.directory / MANIFEST_NAME).read_bytes()).hexdigest()
+
+    @property
     def graphs(self) -> ModelGraphs:
         manifest = self.manifest
         return ModelGraphs(

@@ -7,8 +7,8 @@ give, so a job's outputs are identical whichever runs it:
   answering mini-batches with the shared codecs; no HTTP.  Processes are started with ``spawn``: onnxruntime's
   sessions must not be inherited through ``fork``.
 - :class:`EndpointEngine` — ``POST /invocations`` to any SageMaker-compatible container, ``MaxConcurrentTransforms``
-  requests in flight; 5xx answers and connection errors are retried up to 3 times with exponential backoff, as
-  SageMaker does; a 4xx is the records' fault and is reported with the container's message.
+  requests in flight; 5xx answers, 408, 429 and connection errors are retried up to 3 times with exponential
+  backoff, as SageMaker does; any other 4xx is the records' fault and is reported with the container's message.
 
 A refusal of the records (a 4xx, or in process a Tripod input error) raises :class:`RecordsRefused`, so the job
 can find the bad record; anything else that stops an answer raises :class:`EngineFailed`, which fails the file.
@@ -17,7 +17,9 @@ can find the bad record; anything else that stops an answer raises :class:`Engin
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import os
 import time
 import urllib.error
 import urllib.request
@@ -26,11 +28,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.errors import TripodError
+from services.errors import ModelNotReady, TripodError
 
 RETRIES = 3
 """SageMaker retries a failed request up to three times."""
 BACKOFF_S = 0.5
+RETRIED_4XX = (408, 429)
+"""A client error that is the container's state, not the records': a timeout, or throttling."""
 RESPONSE_KEYS_HEADER = "X-Tripod-Response-Keys"
 
 
@@ -57,6 +61,18 @@ class Engine(Protocol):
     def submit(self, payload: bytes) -> Future[bytes]: ...
 
     def close(self) -> None: ...
+
+
+def cpu_budget() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a pod's CPU limit)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 # -- in process -------------------------------------------------------------------------------------------
@@ -88,16 +104,34 @@ class _Worker:
         return encode_answer(answer_rows(batch, self.keys), self.accept)
 
 
-_THIS_PROCESS: dict[str, _Worker] = {}
-"""The worker of a pool process, set by its initializer (a pool process serves one job)."""
+_THIS_PROCESS: dict[str, Any] = {}
+"""The worker of a pool process, set by its initializer (a pool process serves one job), or why it could not
+start."""
 
 
 def _start_worker(model_dir: str, content_type: str, accept: str, keys: str | None) -> None:
-    _THIS_PROCESS["worker"] = _Worker(model_dir, content_type, accept, keys)
+    try:
+        _THIS_PROCESS["worker"] = _Worker(model_dir, content_type, accept, keys)
+    # Kept for the job's process to report in one line: an initializer that raises prints a traceback.
+    except Exception as exc:  # noqa: BLE001 - whatever stops a model loading is reported, not lost
+        _THIS_PROCESS["failure"] = (
+            exc if isinstance(exc, TripodError) else ModelNotReady(f"a worker cannot load the model: {exc}")
+        )
+
+
+def _worker() -> _Worker:
+    worker: _Worker | None = _THIS_PROCESS.get("worker")
+    if worker is None:
+        raise _THIS_PROCESS["failure"]
+    return worker
 
 
 def _answer(payload: bytes) -> bytes:
-    return _THIS_PROCESS["worker"].answer(payload)
+    return _worker().answer(payload)
+
+
+def _probe() -> None:
+    _worker()
 
 
 class InProcessEngine:
@@ -110,6 +144,11 @@ class InProcessEngine:
         self._workers = workers
         self._initargs = (str(model_dir), content_type, accept, keys)
         self._pool = self._start()
+        try:
+            self._pool.submit(_probe).result()
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -189,7 +228,7 @@ class EndpointEngine:
                     return bytes(answer.read())
             except urllib.error.HTTPError as exc:
                 body = exc.read()
-                if exc.code < 500:
+                if exc.code < 500 and exc.code not in RETRIED_4XX:
                     raise RecordsRefused(exc.code, _error_message(body)) from None
                 problem = f"{exc.code}: {_error_message(body)}"
             except (urllib.error.URLError, OSError) as exc:

@@ -69,10 +69,22 @@ class TransformOptions(BaseModel):
     def _known_type(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        kind = value.split(";")[0].strip().lower()
+        kind, *parameters = (part.strip().lower() for part in value.split(";"))
         if kind not in CONTENT_TYPES:
             raise ValueError(f"{value!r} is not one of {', '.join(sorted(CONTENT_TYPES))}")
+        for parameter in parameters:
+            name, _, charset = parameter.partition("=")
+            if name.strip() == "charset" and charset.strip().strip('"') not in ("utf-8", "utf8"):
+                raise ValueError(f"{value!r}: records are read and written as UTF-8 only")
         return CONTENT_TYPES[kind]
+
+    @field_validator("input", "output")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        """Local paths become absolute (the summary names files as a user can find them)."""
+        if value.startswith("s3://"):
+            return value
+        return os.path.abspath(os.path.expanduser(value.removeprefix("file://")))
 
     @field_validator("max_record_errors")
     @classmethod
@@ -98,6 +110,16 @@ class TransformOptions(BaseModel):
         if self.shard_index >= self.shard_count:
             raise ValueError(
                 f"--shard-index {self.shard_index} is not below --shard-count {self.shard_count}"
+            )
+        if self.model is not None and self.max_concurrent_transforms is not None:
+            raise ValueError(
+                "--max-concurrent-transforms applies to --endpoint; the in-process engine's is --workers"
+            )
+        if self.endpoint is not None and self.workers is not None:
+            raise ValueError("--workers applies to --model; an endpoint's is --max-concurrent-transforms")
+        if self.input_type == "prefix" and _inside(self.output, self.input):
+            raise ValueError(
+                f"--output {self.output} is inside --input {self.input}: a rerun would read the outputs as inputs"
             )
         answer = self.answer_type
         if self.needs_records and (self.split_type != "Line" or self.assemble_with != "Line"):
@@ -160,3 +182,11 @@ class TransformOptions(BaseModel):
             first = exc.errors()[0]
             where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
             raise InvalidInput(f"{where}: {first['msg'].removeprefix('Value error, ')}") from exc
+
+
+def _inside(output: str, source: str) -> bool:
+    """Whether objects under ``output`` would be listed as inputs of ``source`` (an S3 prefix matches keys
+    that merely start with it, as SageMaker's S3Prefix does; a local path is a file or a directory)."""
+    if source.startswith("s3://"):
+        return output.startswith(source)
+    return output == source or output.startswith(source.rstrip("/") + "/")

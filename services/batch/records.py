@@ -8,7 +8,8 @@ whatever the cut.
 
 ``BatchStrategy``: ``SingleRecord`` sends one record per request; ``MultiRecord`` as many as fit in
 ``MaxPayloadInMB`` (and a record limit), newline-joined, never mixing objects.  A record that alone exceeds the
-payload limit cannot be sent: it is yielded as too large, so the job can name it.
+payload limit cannot be sent: it is yielded alone as unsent, so the job can name it (as is a record the input
+filter refused).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Record:
     """Its bytes, without the line terminator; empty for a record too large to hold (``oversize``)."""
     oversize: int = 0
     """The length of a record longer than the job could ever send, which was skipped rather than held."""
+    refused: bool = False
+    """Already refused (by the input filter): not to be sent, only to keep its place."""
 
     @property
     def size(self) -> int:
@@ -38,10 +41,10 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class MiniBatch:
-    """Records sent together, or one record too large to send (``too_large``)."""
+    """Records sent together, or one record not to send (``unsent``: too large, or already refused)."""
 
     records: list[Record]
-    too_large: bool = False
+    unsent: bool = False
 
     def payload(self, line_split: bool) -> bytes:
         """The request body: one record as it is, or records each ending in a newline."""
@@ -118,11 +121,11 @@ def mini_batches(
     size = 0
     for record in records:
         cost = record.size + (1 if line_split else 0)
-        if cost > max_bytes:
+        if cost > max_bytes or record.refused:
             if batch:
                 yield MiniBatch(batch)
                 batch, size = [], 0
-            yield MiniBatch([record], too_large=True)
+            yield MiniBatch([record], unsent=True)
             continue
         if batch and (not multi or size + cost > max_bytes or len(batch) >= max_records):
             yield MiniBatch(batch)

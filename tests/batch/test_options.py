@@ -51,6 +51,23 @@ def build(**changes: object) -> TransformOptions:
             "^options: --csv-header applies to text/csv",
         ),
         ({"colour": "red"}, "^--colour: Extra inputs are not permitted$"),
+        ({"max_concurrent_transforms": 4}, "^options: --max-concurrent-transforms applies to --endpoint"),
+        (
+            {"model": None, "endpoint": "http://127.0.0.1:1", "workers": 2},
+            "^options: --workers applies to --model",
+        ),
+        (
+            {"output": "/in/out"},
+            "^options: --output /in/out is inside --input /in: a rerun would read the outputs",
+        ),
+        (
+            {"input": "s3://b/in", "output": "s3://b/in-out/"},
+            "^options: --output s3://b/in-out/ is inside --input",
+        ),
+        (
+            {"content_type": "text/csv; charset=latin-1"},
+            "^--content-type: 'text/csv; charset=latin-1': records are",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and not value.startswith("^") else None,
 )
@@ -100,3 +117,18 @@ def test_a_bad_shard_variable_names_the_option(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(InvalidInput, match=r"^--shard-index: Input should be a valid integer"):
         build()
+
+
+def test_an_output_beside_the_input_or_for_a_manifest_is_allowed() -> None:
+    assert build(output="/input-out").output == "/input-out"
+    assert build(input="/in/manifest.json", input_type="manifest", output="/in/out").output == "/in/out"
+
+
+def test_local_locations_become_absolute_and_s3_ones_stay_as_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    options = build(input="data", output="file://results")
+    assert (options.input, options.output) == (str(tmp_path / "data"), str(tmp_path / "results"))
+    assert build(input="s3://bucket/in/", output="s3://bucket/out").input == "s3://bucket/in/"

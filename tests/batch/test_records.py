@@ -124,15 +124,16 @@ def test_single_record_sends_one_record_per_request() -> None:
     assert [len(b.records) for b in batches] == [1, 1, 1]
 
 
-def test_a_record_over_the_payload_limit_is_yielded_alone_as_too_large_in_its_place() -> None:
-    records = [*make_records(2, 20, 2), Record(3, 0, b"", oversize=11)]
+def test_a_record_over_the_payload_limit_or_refused_is_yielded_alone_unsent_in_its_place() -> None:
+    records = [*make_records(2, 20, 2), Record(3, 0, b"", oversize=11), Record(4, 0, b"", refused=True)]
     batches = list(mini_batches(records, multi=True, max_bytes=10, max_records=100, line_split=True))
 
-    assert [([r.index for r in b.records], b.too_large) for b in batches] == [
+    assert [([r.index for r in b.records], b.unsent) for b in batches] == [
         ([0], False),
         ([1], True),
         ([2], False),
         ([3], True),
+        ([4], True),
     ]
 
 

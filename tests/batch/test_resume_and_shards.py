@@ -196,3 +196,39 @@ def test_one_file_split_into_byte_ranges_spreads_over_shards_and_assembles_in_or
     assert (tmp_path / "out/all.csv.out").read_bytes() == (expected / "big/all.csv.out").read_bytes()
     marker = json.loads((tmp_path / "out/.tripod/done/all.csv.json").read_text())
     assert (marker["ok"], marker["records"]) == (True, 9000)
+
+
+def test_options_that_cannot_change_an_output_do_not_redo_it_and_a_smaller_budget_does(
+    trained_model_dir: Path, tmp_path: Path
+) -> None:
+    write(tmp_path / "in/a.csv", csv_lines([["lovely dress"], ["a", "b", "c"], ["awful fit"]]))
+    job: dict[str, object] = {"split_type": "Line", "max_record_errors": "1"}
+    transform(trained_model_dir, tmp_path / "in", tmp_path / "out", **job)
+
+    same: list[dict[str, object]] = [
+        {"batch_strategy": "MultiRecord"},  # the default, now said
+        {"max_payload_mb": 6},  # the default, now said
+        {"max_record_errors": "5"},  # a larger budget: the file still fits it
+        {"workers": 2},
+    ]
+    for change in same:
+        rerun = transform(trained_model_dir, tmp_path / "in", tmp_path / "out", **{**job, **change})
+        assert [f.status for f in rerun.files] == ["skipped"], change
+
+    smaller = transform(
+        trained_model_dir, tmp_path / "in", tmp_path / "out", **{**job, "max_record_errors": "0"}
+    )
+    assert [f.status for f in smaller.files] == ["failed"]
+
+
+def test_a_changed_serving_setting_that_shapes_answers_redoes_the_files(
+    trained_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "in/a.csv", csv_lines([["lovely dress"]]))
+    transform(trained_model_dir, tmp_path / "in", tmp_path / "out", split_type="Line")
+
+    monkeypatch.setenv("TRIPOD_RESPONSE_KEYS", "predicted_label")
+    rerun = transform(trained_model_dir, tmp_path / "in", tmp_path / "out", split_type="Line")
+
+    assert [f.status for f in rerun.files] == ["done"]
+    assert (tmp_path / "out/a.csv.out").read_text().strip() in {"positive", "neutral", "negative"}

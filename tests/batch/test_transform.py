@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -532,3 +533,113 @@ def test_an_empty_object_gives_an_empty_output(
 
     assert summary.succeeded and summary.files[0].records == 0
     assert (tmp_path / "out/empty.csv.out").read_bytes() == b""
+
+
+def test_a_record_the_input_filter_cannot_apply_to_keeps_its_line_with_a_placeholder(
+    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path
+) -> None:
+    items = [{"id": 0, "review_body": flat_texts[0]}, {"id": 1}, {"id": 2, "review_body": flat_texts[1]}]
+    write(tmp_path / "in/a.jsonl", jsonl_lines(items))
+
+    summary = transform(
+        trained_model_dir,
+        tmp_path / "in",
+        tmp_path / "out",
+        content_type="application/jsonlines",
+        split_type="Line",
+        input_filter="$.review_body",
+        max_record_errors="1",
+    )
+
+    assert summary.succeeded
+    answers = [json.loads(line) for line in (tmp_path / "out/a.jsonl.out").read_text().splitlines()]
+    assert ["error" in answer for answer in answers] == [False, True, False]
+    (error,) = errors_of(tmp_path / "out/a.jsonl.out.errors.jsonl")
+    assert (error["record"], error["status"]) == (1, 400) and "review_body" in error["reason"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [({"review_body": "fine", "SageMakerOutput": 1}, "SageMakerOutput"), ({"review_body": "no id"}, "id")],
+    ids=["join-clash", "output-filter-miss"],
+)
+def test_a_record_the_join_or_output_filter_cannot_handle_is_listed_not_the_whole_file(
+    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path, bad: dict[str, object], words: str
+) -> None:
+    items = [{"id": 0, "review_body": flat_texts[0]}, bad, {"id": 2, "review_body": flat_texts[1]}]
+    write(tmp_path / "in/a.jsonl", jsonl_lines(items))
+
+    summary = transform(
+        trained_model_dir,
+        tmp_path / "in",
+        tmp_path / "out",
+        content_type="application/jsonlines",
+        split_type="Line",
+        assemble_with="Line",
+        input_filter="$.review_body",
+        join_source="Input",
+        output_filter="$['id','SageMakerOutput']",
+        max_record_errors="1",
+    )
+
+    assert summary.succeeded
+    lines = [json.loads(line) for line in (tmp_path / "out/a.jsonl.out").read_text().splitlines()]
+    assert [line.get("id") for line in lines] == [0, None, 2] and "error" in lines[1]
+    (error,) = errors_of(tmp_path / "out/a.jsonl.out.errors.jsonl")
+    assert error["record"] == 1 and words in error["reason"]
+
+
+def copy_model(source: Path, destination: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(source, destination))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda model: (model / "manifest.sha256").unlink(), "manifest.sha256 is missing"),
+        (lambda model: (model / "classifier.onnx").write_bytes(b"tampered"), "classifier.onnx"),
+    ],
+    ids=["no-manifest-digest", "tampered-graph"],
+)
+def test_a_damaged_model_is_one_error_line_and_exit_2_before_any_worker_starts(
+    trained_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    damage: Any,
+    message: str,
+) -> None:
+    model = copy_model(trained_model_dir, tmp_path / "model")
+    damage(model)
+    write(tmp_path / "in/a.csv", b"lovely\n")
+    args = ["transform", "--model", str(model), "--input", f"{tmp_path}/in", "--output", f"{tmp_path}/out"]
+
+    code, _, err = run_cli(args, monkeypatch, capsys)
+
+    assert code == 2 and message in error_line(err) and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_serving_variable_is_one_error_line_naming_it(
+    trained_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TRIPOD_MAX_TEXT_CHARS", "lots")
+    write(tmp_path / "in/a.csv", b"lovely\n")
+    args = [
+        "transform",
+        "--model",
+        str(trained_model_dir),
+        "--input",
+        f"{tmp_path}/in",
+        "--output",
+        f"{tmp_path}/out",
+    ]
+
+    code, _, err = run_cli(args, monkeypatch, capsys)
+
+    assert code == 2 and error_line(err).startswith("tripod: error: TRIPOD_MAX_TEXT_CHARS: ")
