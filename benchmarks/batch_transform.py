@@ -66,9 +66,10 @@ if str(ROOT) not in sys.path:  # run as a script: make harness/ and services/ im
 
 from harness.server import running_server  # noqa: E402
 from services.batch.engines import InProcessEngine, execution_parameters  # noqa: E402
-from services.batch.job import resolve_settings, run_transform  # noqa: E402
+from services.batch.job import run_transform  # noqa: E402
 from services.batch.options import TransformOptions  # noqa: E402
 from services.batch.records import Record, mini_batches  # noqa: E402
+from services.batch.resolve import resolve_settings  # noqa: E402
 from services.codecs.media import CSV  # noqa: E402
 
 MIB = 1 << 20

@@ -45,12 +45,14 @@ class MiniBatch:
 
     records: list[Record]
     unsent: bool = False
+    size: int = 0
+    """The bytes its records took in the input (a newline each): what the progress bar counts."""
 
     def payload(self, line_split: bool) -> bytes:
         """The request body: one record as it is, or records each ending in a newline."""
         if not line_split:
             return self.records[0].data
-        return b"".join(record.data + b"\n" for record in self.records)
+        return b"\n".join([record.data for record in self.records]) + b"\n"
 
 
 def line_records(
@@ -81,7 +83,7 @@ def line_records(
             offset += length
             continue
         data = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-        if data.strip():
+        if data and not data.isspace():
             yield Record(index, offset, data)
             index += 1
         offset += len(line)
@@ -119,18 +121,19 @@ def mini_batches(
     """Group records into requests within the payload and record limits (see the module docstring)."""
     batch: list[Record] = []
     size = 0
+    newline = 1 if line_split else 0
     for record in records:
-        cost = record.size + (1 if line_split else 0)
+        cost = (record.oversize or len(record.data)) + newline
         if cost > max_bytes or record.refused:
             if batch:
-                yield MiniBatch(batch)
+                yield MiniBatch(batch, size=size)
                 batch, size = [], 0
-            yield MiniBatch([record], unsent=True)
+            yield MiniBatch([record], unsent=True, size=cost)
             continue
         if batch and (not multi or size + cost > max_bytes or len(batch) >= max_records):
-            yield MiniBatch(batch)
+            yield MiniBatch(batch, size=size)
             batch, size = [], 0
         batch.append(record)
         size += cost
     if batch:
-        yield MiniBatch(batch)
+        yield MiniBatch(batch, size=size)

@@ -38,6 +38,8 @@ class FileFailed(Exception):
 
 UNIT_FAILURES = (FileFailed, EngineFailed, TripodError)
 """What fails one unit (and so its file) without stopping the job."""
+Answers = list[tuple[list[Record], bytes | None]]
+"""A mini-batch's answers in order: records with their answer, or a refused record with None."""
 
 
 class UnitRun:
@@ -50,8 +52,11 @@ class UnitRun:
         self.records = 0
         self.errors: dict[int, dict[str, Any]] = {}
         """Bad records by index (found out of order: the input filter runs ahead of the answers)."""
+        self.by_record = self.options.needs_records
+        """Answers are joined or filtered record by record, rather than written whole."""
         self.originals: dict[int, Record] = {}
-        """Records in flight, as read (the join uses the record before the input filter)."""
+        """Records in flight as read, when answers are handled record by record (the join takes the record
+        before the input filter)."""
         budget = self.options.max_record_errors
         self.budget = None if budget.endswith("%") else int(budget)
         """Bad records allowed before the unit stops early (a percentage is judged at the end)."""
@@ -92,9 +97,11 @@ class UnitRun:
         """Records as the model sees them (the input filter applied); a record it cannot apply to is refused
         and passed on unsent, so its placeholder keeps its line."""
         dp, content = self.settings.dataprocessing, self.options.content_type
+        keep = self.by_record
         for record in self._records():
             self.records += 1
-            self.originals[record.index] = record
+            if keep:
+                self.originals[record.index] = record
             if dp.input_filter.is_identity or record.oversize:
                 yield record
                 continue
@@ -108,19 +115,26 @@ class UnitRun:
 
     def take(self, batch: MiniBatch, future: Future[bytes] | None) -> None:
         """Write the answers to one mini-batch, in order, with placeholders for refused records."""
-        for record, answer in self._answers(batch, future):
-            original = self.originals.pop(record.index, record)
-            self.bar.update(original.size + 1)
-            if answer is not None:
+        for records, answer in self._answers(batch, future):
+            if answer is None:
+                self.originals.pop(records[0].index, None)
+                self.writer.write(self._placeholder(records[0]))
+            elif not self.by_record:
+                tail = b"\n" if self.options.assemble_with == "Line" and not answer.endswith(b"\n") else b""
+                self.writer.write(answer + tail)
+            else:
+                (record,) = records
+                original = self.originals.pop(record.index, record)
                 try:
                     self.writer.write(self._final(original, answer))
-                    continue
                 except TripodError as exc:  # the join or the output filter cannot handle this record
                     self.refuse(record, exc.status_code, str(exc))
-            self.writer.write(self._placeholder(record))
+                    self.writer.write(self._placeholder(record))
+        self.bar.update(batch.size)
 
-    def _answers(self, batch: MiniBatch, future: Future[bytes] | None) -> list[tuple[Record, bytes | None]]:
-        """Each record of the batch with its answer (None for a refused record)."""
+    def _answers(self, batch: MiniBatch, future: Future[bytes] | None) -> Answers:
+        """The batch's answers in order: ``(records, answer)`` pieces, one per record when answers are handled
+        record by record, else whole (sub-)batches; a refused record alone with None."""
         if batch.unsent:
             (record,) = batch.records
             if record.index not in self.errors:
@@ -128,52 +142,47 @@ class UnitRun:
                 self.refuse(
                     record, 413, f"the record is {record.size:,} bytes, over MaxPayloadInMB ({limit} MB)"
                 )
-            return [(record, None)]
+            return [([record], None)]
         assert future is not None
         try:
             answer = _result(future)
         except RecordsRefused as exc:
             if len(batch.records) == 1:
                 self.refuse(batch.records[0], exc.status, exc.message)
-                return [(batch.records[0], None)]
+                return [(batch.records, None)]
             return self._bisect(batch)
         return self._split(batch, answer)
 
-    def _bisect(self, batch: MiniBatch) -> list[tuple[Record, bytes | None]]:
+    def _bisect(self, batch: MiniBatch) -> Answers:
         """A refused mini-batch sent again as two halves, and so on down to the refused records: a few bad
         records among thousands cost a few dozen requests, not one per record.  A container's 413 (a smaller
         payload limit than the job's) ends here too, and is answered by smaller batches."""
         middle = len(batch.records) // 2
         halves = [MiniBatch(batch.records[:middle]), MiniBatch(batch.records[middle:])]
         futures = [self.engine.submit(half.payload(self.settings.line_split)) for half in halves]
-        found: list[tuple[Record, bytes | None]] = []
+        found: Answers = []
         for half, future in zip(halves, futures, strict=True):
             found.extend(self._answers(half, future))
         return found
 
-    def _split(self, batch: MiniBatch, answer: bytes) -> list[tuple[Record, bytes | None]]:
-        """The batch's answer as one answer per record (record by record work), or whole to the first record."""
-        if not self.options.needs_records:
-            return [(batch.records[0], answer), *((record, b"") for record in batch.records[1:])]
+    def _split(self, batch: MiniBatch, answer: bytes) -> Answers:
+        """The batch's answer whole, or one answer per record when answers are handled record by record."""
+        if not self.by_record:
+            return [(batch.records, answer)]
         if (
             len(batch.records) == 1
             and self.options.answer_type != CSV
             and not answer.rstrip(b"\n").count(b"\n")
         ):
-            return [(batch.records[0], answer.rstrip(b"\n"))]
+            return [(batch.records, answer.rstrip(b"\n"))]
         lines = answer.rstrip(b"\n").split(b"\n") if answer else []
         if len(lines) != len(batch.records):
             raise FileFailed(f"the answer holds {len(lines)} lines for {len(batch.records)} records")
-        return list(zip(batch.records, lines, strict=True))
+        return [([record], line) for record, line in zip(batch.records, lines, strict=True)]
 
     def _final(self, original: Record, answer: bytes) -> bytes:
-        """What the output holds for a record (or a whole batch answer when records are not handled one by one)."""
+        """What the output holds for one record: its answer joined to the record and filtered."""
         options = self.options
-        if not options.needs_records:
-            if not answer:
-                return b""  # the batch's answer was written with its first record
-            tail = b"\n" if options.assemble_with == "Line" and not answer.endswith(b"\n") else b""
-            return answer + tail
         dp = self.settings.dataprocessing
         return dp.final_output(original.data, answer, options.content_type, options.answer_type) + b"\n"
 

@@ -25,17 +25,19 @@ def answer_rows(batch: PredictionBatch, keys: Sequence[str]) -> list[dict[str, A
     if batch.values is not None:
         return [{"predicted_value": float(value)} for value in np.asarray(batch.values, dtype=np.float64)]
     assert batch.labels is not None and batch.probabilities is not None
-    labels = list(batch.class_names)
-    rows = []
-    for label, row in zip(batch.labels, np.asarray(batch.probabilities, dtype=np.float64), strict=True):
-        full: dict[str, object] = {
-            "predicted_label": str(label),
-            "probability": float(row.max()),
-            "probabilities": row.tolist(),
-            "labels": labels,
-        }
-        rows.append({key: full[key] for key in keys})
-    return rows
+    probabilities = np.asarray(batch.probabilities, dtype=np.float64)
+    # Whole-array conversions, then one small dict per row (a per-row numpy call cost 2 µs a record).
+    columns: dict[str, list[Any]] = {}
+    for key in keys:
+        if key == "predicted_label":
+            columns[key] = [str(label) for label in batch.labels.tolist()]
+        elif key == "probability":
+            columns[key] = probabilities.max(axis=1).tolist()
+        elif key == "probabilities":
+            columns[key] = probabilities.tolist()
+        else:
+            columns[key] = [list(batch.class_names)] * len(probabilities)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def encode_answer(rows: Sequence[Mapping[str, object]], kind: str) -> bytes:
