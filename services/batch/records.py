@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One record of an input object."""
+    """One record of an input object; read-only by convention (a job builds millions, and a frozen dataclass
+    costs twice as much to build)."""
 
     index: int
     """Position among the records of its work unit (0-based)."""
@@ -55,6 +56,10 @@ class MiniBatch:
         return b"\n".join([record.data for record in self.records]) + b"\n"
 
 
+BLOCK = 1 << 20
+"""Bytes read at a time: lines are split in C a block at a time, not read one call per line."""
+
+
 def line_records(
     stream: BinaryIO, start: int, end: int | None, *, skip_header: bool, max_bytes: int
 ) -> Iterator[Record]:
@@ -65,40 +70,63 @@ def line_records(
             a record) and readable to its end.
         start: first byte of the range; ``end``: first byte past it (None: to the end).
         skip_header: the first line of the object is a header (only meaningful for the range at 0).
-        max_bytes: a longer record could never be sent; it is read through in pieces and yielded empty with
-            its ``oversize``, so one huge line (a file without newlines) never sits in memory.
+        max_bytes: a longer record could never be sent; it is counted through and yielded empty with its
+            ``oversize``, so one huge line (a file without newlines) never sits in memory.
     """
     offset = max(0, start - 1)
-    if start > 0 or skip_header:  # the tail of the record that began before this range, or the header
-        offset += _rest_of_line(stream, b"", max_bytes)[0]
+    skip = start > 0 or skip_header  # the tail of the record that began before this range, or the header
     index = 0
-    while end is None or offset < end:
-        line = stream.readline(max_bytes + 2)  # room for the longest sendable record and its CR LF
-        if not line:
+    for data, length in _lines(stream, max_bytes + 2):  # room for the longest sendable record and its CR LF
+        if skip:
+            skip = False
+        elif end is not None and offset >= end:
             return
-        if not line.endswith(b"\n") and len(line) == max_bytes + 2:
-            length, terminator = _rest_of_line(stream, line, max_bytes)
-            yield Record(index, offset, b"", oversize=length - terminator)
+        elif isinstance(data, int):
+            yield Record(index, offset, b"", oversize=data)
             index += 1
-            offset += length
-            continue
-        data = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-        if data and not data.isspace():
+        elif data and not data.isspace():
             yield Record(index, offset, data)
             index += 1
-        offset += len(line)
+        offset += length
 
 
-def _rest_of_line(stream: BinaryIO, start: bytes, piece: int) -> tuple[int, int]:
-    """Read to the end of a line begun with ``start``, in pieces: (the line's length, its terminator's)."""
-    length, tail = len(start), start[-2:]
-    while chunk := stream.readline(piece):
-        length += len(chunk)
-        tail = (tail + chunk)[-2:]
-        if chunk.endswith(b"\n"):
-            break
-    terminator = 2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0
-    return length, terminator
+def _lines(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes | int, int]]:
+    """Each line as (its bytes without CR LF or LF — or, for a line longer than ``limit``, the count of those
+    bytes — and its length with the terminator)."""
+    unfinished: list[bytes] = []  # the line still open at the end of the last block, in pieces
+    held = 0  # their bytes
+    skipped = -1  # bytes of an over-long line counted so far (-1: none being skipped)
+    tail = b""  # the last byte skipped, to tell CR LF from LF
+    while block := stream.read(BLOCK):
+        if skipped >= 0:
+            cut = block.find(b"\n")
+            if cut < 0:
+                skipped, tail = skipped + len(block), block[-1:]
+                continue
+            before = block[cut - 1 : cut] if cut else tail
+            yield skipped + cut - (before == b"\r"), skipped + cut + 1
+            skipped, block = -1, block[cut + 1 :]
+        if b"\n" not in block:
+            unfinished.append(block)
+            held += len(block)
+        else:
+            if unfinished:  # a line spanning blocks is joined once, however many blocks it took
+                block, unfinished, held = b"".join([*unfinished, block]), [], 0
+            pieces = block.split(b"\n")
+            last = pieces.pop()
+            for piece in pieces:
+                size = len(piece)
+                data = piece[:-1] if piece.endswith(b"\r") else piece
+                yield (data if size <= limit else len(data)), size + 1
+            if last:
+                unfinished, held = [last], len(last)
+        if held > limit:
+            skipped, tail, unfinished, held = held, unfinished[-1][-1:], [], 0
+    if skipped >= 0:
+        yield skipped, skipped
+    elif unfinished:
+        line = b"".join(unfinished)
+        yield (line if held <= limit else held), held
 
 
 def whole_record(stream: BinaryIO, *, max_bytes: int) -> Iterator[Record]:

@@ -74,13 +74,16 @@ class UnitRun:
     def batches(self) -> Iterator[MiniBatch]:
         """The unit's mini-batches, in order (a refused or oversized record alone, not to be sent)."""
         settings = self.settings
-        return mini_batches(
-            self._filtered(),
+        plain = self.settings.dataprocessing.input_filter.is_identity and not self.by_record
+        for batch in mini_batches(
+            self._records() if plain else self._filtered(),
             multi=settings.multi,
             max_bytes=settings.max_bytes,
             max_records=self.options.max_records_per_request,
             line_split=settings.line_split,
-        )
+        ):
+            self.records += len(batch.records)
+            yield batch
 
     def _records(self) -> Iterator[Record]:
         unit, options, max_bytes = self.unit, self.options, self.settings.max_bytes
@@ -99,7 +102,6 @@ class UnitRun:
         dp, content = self.settings.dataprocessing, self.options.content_type
         keep = self.by_record
         for record in self._records():
-            self.records += 1
             if keep:
                 self.originals[record.index] = record
             if dp.input_filter.is_identity or record.oversize:

@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from services.batch import records as records_module
 from services.batch.plan import MIB, plan_units, shard_units
 from services.batch.records import MiniBatch, Record, line_records, mini_batches, whole_record
 from services.batch.storage import InputObject
@@ -16,6 +17,7 @@ from services.batch.storage import InputObject
 def records_of(
     data: bytes, start: int, end: int | None, *, skip_header: bool = False, max_bytes: int = 1 << 20
 ) -> list[Record]:
+    """The records of ``data[start:end]`` (tests using it take the ``block`` fixture: several read sizes)."""
     stream = io.BytesIO(data)
     stream.seek(max(0, start - 1))
     return list(line_records(stream, start, end, skip_header=skip_header, max_bytes=max_bytes))
@@ -33,7 +35,15 @@ def cut_everywhere(data: bytes, cuts: list[int]) -> list[bytes]:
 SAMPLE = b"a,1\r\nbb,2\n\nccc,3\n  \ndddd,4"
 
 
-def test_line_records_drop_terminators_and_blank_lines_but_keep_byte_offsets() -> None:
+@pytest.fixture(params=[1, 2, 5, 64, records_module.BLOCK], ids=lambda size: f"block-{size}")
+def block(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every line test at several read sizes: lines spanning blocks, terminators split between blocks."""
+    size: int = request.param
+    monkeypatch.setattr(records_module, "BLOCK", size)
+    return size
+
+
+def test_line_records_drop_terminators_and_blank_lines_but_keep_byte_offsets(block: int) -> None:
     records = records_of(SAMPLE, 0, None)
 
     assert [(r.index, r.offset, r.data) for r in records] == [
@@ -46,11 +56,11 @@ def test_line_records_drop_terminators_and_blank_lines_but_keep_byte_offsets() -
 
 
 @pytest.mark.parametrize("cut", range(1, len(SAMPLE)))
-def test_a_record_belongs_to_the_range_holding_its_first_byte_at_every_cut(cut: int) -> None:
+def test_a_record_belongs_to_the_range_holding_its_first_byte_at_every_cut(cut: int, block: int) -> None:
     assert cut_everywhere(SAMPLE, [cut]) == [b"a,1", b"bb,2", b"ccc,3", b"dddd,4"]
 
 
-def test_many_small_ranges_read_every_record_exactly_once() -> None:
+def test_many_small_ranges_read_every_record_exactly_once(block: int) -> None:
     data = b"".join(b"record-%d,%s\n" % (i, b"x" * (i % 7)) for i in range(300))
 
     for step in (1, 3, 16, 97):
@@ -58,14 +68,14 @@ def test_many_small_ranges_read_every_record_exactly_once() -> None:
         assert found == [line for line in data.split(b"\n") if line]
 
 
-def test_the_header_is_skipped_only_in_the_range_at_the_start() -> None:
+def test_the_header_is_skipped_only_in_the_range_at_the_start(block: int) -> None:
     data = b"text,id\nhello,1\nworld,2\n"
 
     assert [r.data for r in records_of(data, 0, 12, skip_header=True)] == [b"hello,1"]
     assert [r.data for r in records_of(data, 12, None, skip_header=True)] == [b"world,2"]
 
 
-def test_a_line_too_long_to_send_is_read_through_and_kept_only_as_its_size() -> None:
+def test_a_line_too_long_to_send_is_read_through_and_kept_only_as_its_size(block: int) -> None:
     data = b"short\n" + b"y" * 100 + b"\r\n" + b"z" * 30 + b"\nlast"
 
     records = records_of(data, 0, None, max_bytes=10)
@@ -78,7 +88,7 @@ def test_a_line_too_long_to_send_is_read_through_and_kept_only_as_its_size() -> 
     ]
 
 
-def test_a_range_starting_inside_a_long_line_skips_it_in_pieces() -> None:
+def test_a_range_starting_inside_a_long_line_skips_it_in_pieces(block: int) -> None:
     data = b"x" * 50 + b"\nnext\n"
 
     assert [r.data for r in records_of(data, 20, None, max_bytes=8)] == [b"next"]
