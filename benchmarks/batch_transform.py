@@ -94,15 +94,29 @@ class Sizes:
     ceiling_records: int
     ceiling_seconds: float
     minilm_mb: float
+    single_mb: float
+    """The SingleRecord endpoint job's input: one request per record is slow, and records/s does not need more."""
 
 
 FULL = Sizes(
-    mb=1024, endpoint_mb=100, rss_mb=(100, 1024), ceiling_records=200_000, ceiling_seconds=10, minilm_mb=0.5
+    mb=1024,
+    endpoint_mb=100,
+    rss_mb=(100, 1024),
+    ceiling_records=200_000,
+    ceiling_seconds=10,
+    minilm_mb=0.5,
+    single_mb=2,
 )
 """MiniLM answers about 30 reviews a second per core here: 0.5 MB (1,700 reviews) is half a minute or more
 per engine, and records/s does not depend on the size."""
 QUICK = Sizes(
-    mb=60, endpoint_mb=10, rss_mb=(20, 60), ceiling_records=20_000, ceiling_seconds=3, minilm_mb=0.05
+    mb=60,
+    endpoint_mb=10,
+    rss_mb=(20, 60),
+    ceiling_records=20_000,
+    ceiling_seconds=3,
+    minilm_mb=0.05,
+    single_mb=0.2,
 )
 
 
@@ -332,14 +346,17 @@ def measure_ceiling(model_dir: Path, payloads: list[bytes], workers: int, second
 
 
 def engine_options(source: Path, output: Path, **engine: object) -> TransformOptions:
-    """The job every measurement runs: line-split CSV, MultiRecord mini-batches of the default payload."""
+    """The job every measurement runs: line-split CSV, MultiRecord mini-batches of the default payload
+    (unless ``engine`` says otherwise)."""
     return TransformOptions.build(
-        input=str(source),
-        output=str(output),
-        split_type="Line",
-        content_type=CSV,
-        batch_strategy="MultiRecord",
-        **engine,
+        **{
+            "input": str(source),
+            "output": str(output),
+            "split_type": "Line",
+            "content_type": CSV,
+            "batch_strategy": "MultiRecord",
+            **engine,
+        }
     )
 
 
@@ -479,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about a minute")
     parser.add_argument("--mb", type=float, help=f"in-process input, MiB (default {FULL.mb:g})")
     parser.add_argument("--endpoint-mb", type=float, help=f"endpoint input (default {FULL.endpoint_mb:g})")
+    parser.add_argument(
+        "--single-mb", type=float, help=f"SingleRecord endpoint input (default {FULL.single_mb:g})"
+    )
     parser.add_argument("--rss-mb", help="comma-separated input sizes for peak memory (default 100,1024)")
     parser.add_argument("--ceiling-records", type=int, help="records the ceiling predicts (default 200,000)")
     parser.add_argument("--ceiling-seconds", type=float, help="how long the ceiling predicts (default 10)")
@@ -499,6 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rss_mb=_sizes(args.rss_mb) if args.rss_mb else preset.rss_mb,
         ceiling_records=args.ceiling_records or preset.ceiling_records,
         ceiling_seconds=args.ceiling_seconds or preset.ceiling_seconds,
+        single_mb=args.single_mb or preset.single_mb,
         minilm_mb=args.minilm_mb or preset.minilm_mb,
     )
     work = args.work.resolve()
@@ -537,6 +558,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = inprocess.rate / endpoint.rate
     goal = f"in-process ×{speedup:.2f} (goal ≥ {GOAL_ENDPOINT:g}×)"
     report(replace(endpoint, detail=f"{goal}; {endpoint.detail}"))
+    # SageMaker's other common set-up, one record per request: what HTTP costs when batching does not hide it.
+    single_source, _ = build_input(args.data, args.column, sizes.single_mb, work)
+    single = measure_endpoint(
+        "endpoint engine, SingleRecord",
+        model,
+        single_source,
+        sizes.single_mb,
+        work / "out" / "endpoint-single",
+        work / "serve-single.log",
+        batch_strategy="SingleRecord",
+    )
+    report(replace(single, detail=f"in-process ×{inprocess.rate / single.rate:.1f}; {single.detail}"))
 
     smallest: Measurement | None = None
     for size in sizes.rss_mb:
