@@ -275,6 +275,10 @@ def transform(
     split_mb: Annotated[
         int | None, typer.Option(help="cut line-split inputs larger than this into byte ranges (default 64)")
     ] = None,
+    max_records_per_request: Annotated[
+        int | None,
+        typer.Option(help="records in one mini-batch at most (default 10000; lower for slow models)"),
+    ] = None,
 ) -> None:
     """Batch transform with SageMaker's semantics: every input object becomes <output>/<relative>.out; a rerun
     of the same command resumes; exits 1 naming the files that failed."""
@@ -289,6 +293,7 @@ def transform(
         join_source=join_source, compression=compression, response_keys=response_keys,
         max_record_errors=max_record_errors, csv_header=csv_header, shard_index=shard_index,
         shard_count=shard_count, workers=workers, split_mb=split_mb,
+        max_records_per_request=max_records_per_request,
     )  # fmt: skip
     with _sigterm_as_interrupt():
         summary = run_transform(options)
