@@ -27,9 +27,9 @@ from services.codecs.json_records import encode_json
 from services.codecs.media import CSV, JSON
 from services.errors import TripodError
 
-REQUEST_WORDING = re.compile(r"^record \d+: |^line \d+ (?=is )")
+REQUEST_WORDING = ((re.compile(r"^record \d+: "), ""), (re.compile(r"^line \d+ is "), "the record is "))
 """How Tripod's input errors name a record of a request ("record 3: …", "line 1 is not valid JSON"); the
-errors file names the record of the file instead, so the request's numbering is dropped."""
+errors file names the record of the file instead, so the request's numbering is reworded."""
 
 
 class FileFailed(Exception):
@@ -201,7 +201,8 @@ class UnitRun:
 
     def refuse(self, record: Record, status: int, reason: str) -> None:
         """List a bad record; stop the unit early once the budget (a count) is spent."""
-        reason = REQUEST_WORDING.sub("", reason)
+        for pattern, wording in REQUEST_WORDING:
+            reason = pattern.sub(wording, reason)
         self.errors[record.index] = {
             "record": record.index,
             "offset": record.offset,
