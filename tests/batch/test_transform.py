@@ -643,3 +643,22 @@ def test_a_bad_serving_variable_is_one_error_line_naming_it(
     code, _, err = run_cli(args, monkeypatch, capsys)
 
     assert code == 2 and error_line(err).startswith("tripod: error: TRIPOD_MAX_TEXT_CHARS: ")
+
+
+def test_an_output_that_cannot_be_written_for_one_file_fails_that_file_and_keeps_the_others(
+    trained_model_dir: Path, flat_texts: list[str], tmp_path: Path
+) -> None:
+    write(tmp_path / "in/a.csv", csv_lines([[flat_texts[0]]]))
+    write(tmp_path / "in/b.csv", csv_lines([[flat_texts[1]]]))
+    write(tmp_path / "in/c.csv", csv_lines([[flat_texts[2]]]))
+    (tmp_path / "out/b.csv.out").mkdir(parents=True)  # a directory where b's output must go
+
+    summary = transform(trained_model_dir, tmp_path / "in", tmp_path / "out", split_type="Line")
+
+    assert [(Path(f.input).name, f.status) for f in summary.files] == [
+        ("a.csv", "done"),
+        ("b.csv", "failed"),
+        ("c.csv", "done"),
+    ]
+    assert summary.failed[0].reason.startswith(f"cannot write {tmp_path}/out/b.csv.out")
+    assert (tmp_path / "out/a.csv.out").is_file() and (tmp_path / "out/c.csv.out").is_file()
