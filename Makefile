@@ -12,7 +12,7 @@ RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
 PREPARED := data/reviews.parquet
 MODEL := models/reviews
 
-.PHONY: help install demo data train serve lint test test-slow bench bench-batch loadtest bento clean
+.PHONY: help install tools demo data train serve lint test test-slow bench bench-batch loadtest bento clean
 
 help:
 	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
@@ -55,7 +55,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP)
+# Pinned tools the checks run (promtool and a real Prometheus for k8s/monitoring); each script is idempotent.
+tools:
+	tools/install-prometheus.sh
+
+test: $(STAMP) tools
 	$(PYTEST) -m "not slow and not bench"
 
 test-slow: $(STAMP)
