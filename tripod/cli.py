@@ -21,6 +21,7 @@ import typer.main
 
 from services.errors import TripodError
 from tripod.cli_data import register_data_commands
+from tripod.cli_models import register_models_commands
 
 if TYPE_CHECKING:  # the training extras are imported only by the commands that need them
     from training.automl.candidate import Preset
@@ -420,6 +421,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 # Data commands (ingest, query, datasets, explore, bias, balance) live in their own module.
 register_data_commands(app)
+# Model delivery (models pull, models verify): the init container's verbs.
+register_models_commands(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
