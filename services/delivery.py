@@ -153,8 +153,8 @@ def pull_model(source: str, dest: Path) -> ModelSummary:
     with _locked(parent, dest.name):
         staging = _staging_directory(parent, dest, digest)
         try:
-            (staging / MANIFEST_DIGEST_NAME).write_bytes(digest_line)
-            (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
+            _write(staging / MANIFEST_DIGEST_NAME, digest_line, dest)
+            _write(staging / MANIFEST_NAME, manifest_bytes, dest)
             manifest = _naming_source(staging, url, lambda: read_manifest(staging))
             current = _current_model(dest)
             if current is not None and current.manifest_digest == digest:
@@ -238,6 +238,13 @@ def _staging_directory(parent: Path, dest: Path, digest: str) -> Path:
         raise StorageError(f"cannot write {dest}: {storage._reason(exc)}") from exc
     staging.chmod(0o755)
     return staging
+
+
+def _write(path: Path, data: bytes, dest: Path) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:  # a full volume
+        raise StorageError(f"cannot write {dest}: {storage._reason(exc)}") from exc
 
 
 def _naming_source(staging: Path, url: str, check: Callable[[], _T]) -> _T:
