@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -318,18 +320,34 @@ def test_an_unwritable_dest_fails_in_one_line_and_is_left_as_it_was(
     assert after == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
 def test_a_read_only_volume_fails_in_one_line(trained_model_dir: Path, tmp_path: Path) -> None:
-    from services.errors import StorageError
-
+    """Run as a non-root user (a user namespace): this machine's root would write into a read-only folder."""
     volume = tmp_path / "volume"
     volume.mkdir()
     volume.chmod(0o555)
+    command = [
+        sys.executable,
+        "-m",
+        "tripod.cli",
+        "models",
+        "pull",
+        str(trained_model_dir),
+        str(volume / "current"),
+    ]
     try:
-        with pytest.raises(StorageError, match=r"^cannot write .*: permission denied$"):
-            pull_model(str(trained_model_dir), volume / "current")
+        finished = subprocess.run(
+            ["unshare", "--user", "--map-user=1034", "--map-group=1034", *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     finally:
         volume.chmod(0o755)
+    assert finished.returncode == 2
+    assert (
+        finished.stderr.startswith("tripod: error: cannot write ") and "permission denied" in finished.stderr
+    )
+    assert len(finished.stderr.strip().splitlines()) == 1
     assert list(volume.iterdir()) == []
 
 
