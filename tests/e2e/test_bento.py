@@ -69,3 +69,31 @@ def test_the_built_bento_serves_predictions(
         response.json()[0]["predicted_label"]
         in ModelArtifact.from_directory(trained_model_dir).manifest.labels
     )
+
+
+def test_the_bentos_dockerfile_runs_what_the_kubernetes_manifests_expect(
+    built_bento: tuple[Path, dict[str, str]],
+) -> None:
+    """The image the manifests name is this Bento's: its user, its entry point and the CLI path they call."""
+    from tests.k8s.test_batch_job import IMAGE_ENTRY, rendered
+
+    bento, _ = built_bento
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    (deployment,) = [item for item in rendered("k8s/overlays/prod") if item["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    (init,) = pod["initContainers"]
+
+    assert f"ARG BENTO_USER_UID={pod['securityContext']['runAsUser']}" in dockerfile
+    assert dockerfile.rstrip().splitlines()[-1] == (
+        'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh", "python", '
+        '"/home/bentoml/bento/src/services/http/entrypoint.py" ]'
+    )
+    assert server["args"] == ["serve"] and "EXPOSE 8080" in dockerfile
+    assert init["command"] == IMAGE_ENTRY and init["workingDir"] == "/home/bentoml/bento/src"
+    assert (bento / "env" / "docker" / "entrypoint.sh").is_file()
+    assert {"tripod/cli.py", "tripod/cli_models.py", "services/delivery.py"} <= {
+        path.relative_to(bento / "src").as_posix() for path in (bento / "src").rglob("*.py")
+    }
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    assert "typer==" in requirements and "s3fs==" in requirements  # the init container's CLI and S3 access
