@@ -153,8 +153,22 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def autoscaler_queries() -> list[Query]:
+    """The Prometheus triggers of every KEDA ScaledObject under k8s/ (the autoscaler reads Tripod's metrics too)."""
+    found = []
+    for path in sorted((ROOT / "k8s").rglob("*.y*ml")):
+        for item in yaml.safe_load_all(path.read_text()):
+            if not isinstance(item, dict) or item.get("kind") != "ScaledObject":
+                continue
+            for trigger in item.get("spec", {}).get("triggers", []):
+                if trigger.get("type") == "prometheus":
+                    where = f"{path.relative_to(ROOT)} trigger"
+                    found.append(Query(where, trigger["metadata"]["query"]))
+    return found
+
+
 def all_queries() -> list[Query]:
-    return recording_rules() + alert_queries() + dashboard_queries()
+    return recording_rules() + alert_queries() + dashboard_queries() + autoscaler_queries()
 
 
 def is_cluster_query(query: Query) -> bool:
