@@ -46,6 +46,10 @@ LABEL = "label"
 PROBABILITIES = "probabilities"
 PREDICTED_LABEL = "predicted_label"
 PREDICTIONS = "predictions"
+EXPLAINER_FILE = "explainer.onnx"
+EXPLAINER_FEATURES_FILE = "explainer_features.json"
+CONTRIBUTIONS = "contributions"
+BASE_VALUES = "base_values"
 
 ProblemType = Literal["binary", "multiclass", "regression"]
 ColumnType = Literal["string", "float"]
@@ -107,6 +111,66 @@ class Candidate(_Strict):
     params: dict[str, Any] = Field(description="JSON hyperparameters of the family")
 
 
+class TextTokenizer(_Strict):
+    """How a text column's vectorizer cut words, so serving can point each n-gram back at the characters of the
+    request that produced it (the explainer's ``token`` offsets)."""
+
+    column: str
+    token_pattern: str = Field(
+        description="the vectorizer's regular expression for one word (Python re syntax)"
+    )
+    lowercase: bool
+    ngram_max: int = Field(ge=1)
+
+
+class ExplainedFeature(_Strict):
+    """What one column of ``features`` is: an n-gram of a text column, a value of a categorical column (one-hot),
+    or a numeric column (scaled)."""
+
+    column: str
+    kind: ColumnRole
+    term: str | None = Field(
+        default=None,
+        description="text: the n-gram as the vectorizer writes it (words joined by one space); categorical: the value; numeric: null",
+    )
+
+
+class ExplainerFeatures(_Strict):
+    """``explainer_features.json``: one entry per column of ``features``, in order."""
+
+    features: list[ExplainedFeature]
+
+
+class ExplainerCheck(_Strict):
+    """How the exported explainer agreed with ``shap`` (and with the model's own scores) on held-out rows."""
+
+    rows: int
+    max_abs_diff_vs_shap: float
+    max_additivity_error: float
+    tolerance: float
+    shap_version: str
+    passed: bool
+
+
+class ExplainerSpec(_Strict):
+    """An exact explainer stage exported with a linear model (``explainer.onnx``).
+
+    It takes ``features`` and gives ``contributions`` ``float32 [N, C, F]`` (each feature's share of each
+    class's score) and ``base_values`` ``float32 [C]``.  ``score`` is the class's margin: the log-odds of the
+    class for a binary model, the softmax input for a multiclass one, the value for a regression (C = 1).  The
+    baseline is the all-absent feature vector (zeros), so ``base_values`` are the intercepts, a feature that is
+    zero (a word the text does not contain) contributes exactly nothing, and contributions + base = score.
+    """
+
+    method: Literal["linear"] = "linear"
+    baseline: Literal["absent"] = "absent"
+    score: Literal["margin"] = "margin"
+    stage: StageSpec
+    features_file: str = EXPLAINER_FEATURES_FILE
+    tokenizers: list[TextTokenizer] = Field(default_factory=list)
+    check: ExplainerCheck
+
+
 def contained_path(relative: str) -> PurePosixPath:
     """A manifest file name as a path that cannot leave the model directory.
 
@@ -144,6 +208,9 @@ class Manifest(_Strict):
     candidate: Candidate
     libraries: dict[str, str]
     files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+    explainer: ExplainerSpec | None = Field(
+        default=None, description="the exact explainer stage of a linear model; None for other families"
+    )
 
     @property
     def input_names(self) -> list[str]:
@@ -177,7 +244,18 @@ class Manifest(_Strict):
             raise ValueError(f"input column names must be distinct, got {self.input_names}")
         for stage in self.stages.values():
             contained_path(stage.file)
+        if self.explainer is not None:
+            contained_path(self.explainer.stage.file)
+            contained_path(self.explainer.features_file)
         return self
+
+    @property
+    def listed_files(self) -> list[str]:
+        """Files the model cannot be used without: the stages, and the explainer's when it has one."""
+        listed = [stage.file for stage in self.stages.values()]
+        if self.explainer is not None:
+            listed += [self.explainer.stage.file, self.explainer.features_file]
+        return listed
 
 
 def sha256_file(path: Path) -> str:
@@ -277,11 +355,9 @@ def verify_files(model_dir: Path, manifest: Manifest) -> None:
 
     A path leading outside is refused before it is opened, so nothing outside the directory is ever read.
     """
-    for stage in manifest.stages.values():
-        if stage.file not in manifest.files:
-            raise ModelIntegrityError(
-                f"{stage.file} is a stage of the model but has no digest in the manifest"
-            )
+    for required in manifest.listed_files:
+        if required not in manifest.files:
+            raise ModelIntegrityError(f"{required} is a stage of the model but has no digest in the manifest")
     for relative, expected in manifest.files.items():
         path = model_dir / relative
         real = Path(os.path.realpath(path))
