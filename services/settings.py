@@ -69,6 +69,15 @@ class ServingSettings(BaseModel):
         description="records per stage call: big requests run in chunks of this size",
     )
     max_text_chars: int = Field(20_000, gt=0, description="longer text fields are cut to this length")
+    explain_max_records: int = Field(
+        100, gt=0, description="more records in one explanation request (/explain, :explain) get 413"
+    )
+    explain_max_budget: int = Field(
+        1024,
+        ge=3,
+        le=2048,
+        description="largest model-agnostic budget (model evaluations per record) a request may ask for",
+    )
     response_keys: str = Field(
         "predicted_label,probability", description="default keys of /invocations answers (comma-separated)"
     )

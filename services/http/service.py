@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from services.artifacts import ModelArtifact
-from services.http import oip, protocol, sagemaker, timeouts
+from services.http import explain, oip, protocol, sagemaker, timeouts
 from services.http.config import SETTINGS, STAGE_SERVICES
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
 from services.http.limits import RequestBodyMiddleware
@@ -52,6 +52,7 @@ app = FastAPI(title="Tripod protocols", docs_url=None, redoc_url=None, openapi_u
 install_error_handlers(app)
 app.include_router(sagemaker.router)
 app.include_router(oip.router)
+app.include_router(explain.router)
 
 
 @app.get("/metrics", include_in_schema=False)
@@ -127,5 +128,5 @@ SERVICE.add_asgi_middleware(
     RequestBodyMiddleware,
     max_bytes=SETTINGS.max_request_bytes,
     read_timeout_s=SETTINGS.read_timeout_s,
-    json_paths=("/predict",),
+    json_paths=("/predict", "/explain"),
 )

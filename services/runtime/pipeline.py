@@ -12,13 +12,16 @@ Large calls run in bounded chunks (``chunk_rows``): a dense TF-IDF feature matri
 checks are answered while a big request runs.
 
 Hooks: :class:`Observer` objects see each stage's duration and each finished call (with its validated
-columns and answer).  Metrics attach here today; data capture and explanations attach here later, without
-touching the stage code.
+columns and answer).  Metrics attach here today; data capture attaches here later, without touching the stage
+code.  Explanations (``services/runtime/explain``) are a second entry point over the same flow: the exact
+explainer reads the features the flow computed (a tap on the transformer's output), the model-agnostic one
+runs its masked records through the same stages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +31,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.artifacts import InputColumn, Manifest, ModelArtifact, ModelGraphs
-from services.errors import PayloadTooLarge
+from services.errors import InvalidInput, PayloadTooLarge
+from services.runtime.explain.explanation import Explanation
+from services.runtime.explain.linear import LinearExplainer
+from services.runtime.explain.options import ExplainOptions
+from services.runtime.explain.sampling import SamplingExplainer, SamplingPlan
 from services.runtime.limits import DEFAULT_LIMITS, Limits
 from services.runtime.predictions import PredictionBatch, concat
 from services.runtime.schema import Decoded, InputSchema
@@ -123,6 +130,9 @@ class Pipeline:
         self.schema = InputSchema(graphs.inputs, max_text_chars=limits.max_text_chars)
         self.regression = graphs.is_regression
         self.class_names = tuple(graphs.labels)
+        self.sampler = SamplingExplainer(graphs.inputs, regression=self.regression)
+        self._linear: LinearExplainer | None = None
+        self._linear_lock = threading.Lock()
 
     @classmethod
     def from_directory(
@@ -235,11 +245,111 @@ class Pipeline:
             timings.append(1000 * (time.perf_counter() - started))
         return float(np.median(timings))
 
+    # -- explanations -------------------------------------------------------------------------------------
+
+    @property
+    def has_exact_explainer(self) -> bool:
+        """Whether the model was exported with ``explainer.onnx`` (linear models)."""
+        return self._manifest is not None and self._manifest.explainer is not None
+
+    def explain(
+        self, decoded: Decoded, options: ExplainOptions, call: Call | None = None
+    ) -> tuple[PredictionBatch, list[Explanation]]:
+        """Predict and explain synchronously (local stages): the answers and one explanation per record.
+
+        Raises:
+            InvalidInput: ``method=linear`` for a model without an exact explainer, or a record with more
+                fields than the sampling budget can give a share.
+        """
+        call = call or Call()
+        call.columns = columns = self.validate(decoded)
+        linear = self._explainer(options)
+        batches: list[PredictionBatch] = []
+        explained: list[Explanation] = []
+        for chunk in self._chunks(columns):
+            tap: list[np.ndarray] = []
+            batch = self._drive(chunk, tap)
+            batches.append(batch)
+            if linear is not None:
+                explained += linear.explain(chunk, tap[0])
+                continue
+            plans = [self.sampler.plan(row, options) for row in chunk]
+            rows = _evaluation_rows(plans, len(self.input_names))
+            parts = [self._drive(part) for part in self._chunks(rows)] if len(rows) else []
+            explained += self._finish(plans, parts, batch)
+        batch = concat(batches)
+        self._done(call, batch)
+        return batch, explained
+
+    async def explain_async(
+        self, decoded: Decoded, options: ExplainOptions, call: Call | None = None
+    ) -> tuple[PredictionBatch, list[Explanation]]:
+        """:meth:`explain` without blocking the event loop: on a thread for local stages (an explanation is
+        many model calls), awaited stage by stage for remote ones."""
+        if self.stages.local:
+            return await asyncio.to_thread(self.explain, decoded, options, call)
+        call = call or Call()
+        call.columns = columns = self.validate(decoded)
+        linear = self._explainer(options)
+        batches: list[PredictionBatch] = []
+        explained: list[Explanation] = []
+        for chunk in self._chunks(columns):
+            tap: list[np.ndarray] = []
+            batch = await self._drive_async(chunk, tap)
+            batches.append(batch)
+            if linear is not None:
+                explained += await asyncio.to_thread(linear.explain, chunk, tap[0])
+                continue
+            plans = [self.sampler.plan(row, options) for row in chunk]
+            rows = _evaluation_rows(plans, len(self.input_names))
+            parts = [await self._drive_async(part) for part in self._chunks(rows)] if len(rows) else []
+            explained += self._finish(plans, parts, batch)
+        batch = concat(batches)
+        self._done(call, batch)
+        return batch, explained
+
+    def _explainer(self, options: ExplainOptions) -> LinearExplainer | None:
+        """The exact explainer when the options and the model allow it; None means sampling."""
+        if options.method == "sampling" or (options.method == "auto" and not self.has_exact_explainer):
+            return None
+        if not self.has_exact_explainer:
+            raise InvalidInput(
+                "this model has no exact explainer (only linear models are exported with one); "
+                "use method=sampling or method=auto"
+            )
+        with self._linear_lock:
+            if self._linear is None:
+                spec = self.manifest.explainer
+                assert spec is not None
+                outputs = 1 if self.regression else len(self.class_names)
+                directory = self.graphs.paths["transformer"].parent
+                self._linear = LinearExplainer(directory, spec, self.graphs.inputs, outputs)
+            return self._linear
+
+    def _finish(
+        self, plans: Sequence[SamplingPlan], parts: Sequence[PredictionBatch], batch: PredictionBatch
+    ) -> list[Explanation]:
+        outputs = _outputs(concat(parts)) if parts else np.zeros((0, 1))
+        full = _outputs(batch)
+        explained = []
+        start = 0
+        for plan, record in zip(plans, full, strict=True):
+            count = len(plan.rows)
+            explained.append(plan.finish(outputs[start : start + count], record))
+            start += count
+        return explained
+
     # -- the flow -----------------------------------------------------------------------------------------
 
-    def _flow(self, columns: np.ndarray) -> Flow:
-        """The stage sequence, the only place it is written: yields ``(stage, input)``, receives its output."""
+    def _flow(self, columns: np.ndarray, tap: list[np.ndarray] | None = None) -> Flow:
+        """The stage sequence, the only place it is written: yields ``(stage, input)``, receives its output.
+
+        Args:
+            tap: receives the features (the exact explainer reads them).
+        """
         features = yield "transformer", columns
+        if tap is not None:
+            tap.append(features)
         if self.regression:
             values = yield "regressor", features
             return PredictionBatch(values=np.asarray(values, dtype=np.float64).reshape(-1))
@@ -247,8 +357,8 @@ class Pipeline:
         labels = yield "inverse_label", class_indices(probabilities)
         return PredictionBatch(np.asarray(labels, dtype=object), np.asarray(probabilities), self.class_names)
 
-    def _drive(self, columns: np.ndarray) -> PredictionBatch:
-        flow = self._flow(columns)
+    def _drive(self, columns: np.ndarray, tap: list[np.ndarray] | None = None) -> PredictionBatch:
+        flow = self._flow(columns, tap)
         stage, value = next(flow)
         while True:
             with _Timer(stage, self.observers):
@@ -258,10 +368,10 @@ class Pipeline:
             except StopIteration as finished:
                 return finished.value
 
-    async def _drive_async(self, columns: np.ndarray) -> PredictionBatch:
+    async def _drive_async(self, columns: np.ndarray, tap: list[np.ndarray] | None = None) -> PredictionBatch:
         stages = self.stages
         assert hasattr(stages, "run_async")
-        flow = self._flow(columns)
+        flow = self._flow(columns, tap)
         stage, value = next(flow)
         while True:
             with _Timer(stage, self.observers):
@@ -280,3 +390,18 @@ class Pipeline:
     def _done(self, call: Call, batch: PredictionBatch) -> None:
         for observer in self.observers:
             observer.call_done(call, batch)
+
+
+def _evaluation_rows(plans: Sequence[SamplingPlan], n_inputs: int) -> np.ndarray:
+    """Every plan's rows, one array ``(n_evaluations, n_inputs)``."""
+    if not plans:
+        return np.empty((0, n_inputs), dtype=object)
+    return np.concatenate([plan.rows for plan in plans]).reshape(-1, n_inputs)
+
+
+def _outputs(batch: PredictionBatch) -> np.ndarray:
+    """What the sampling method explains: class probabilities ``(n, C)``, or values ``(n, 1)``."""
+    if batch.values is not None:
+        return np.asarray(batch.values, dtype=np.float64).reshape(-1, 1)
+    assert batch.probabilities is not None
+    return np.asarray(batch.probabilities, dtype=np.float64)
