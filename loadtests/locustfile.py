@@ -10,7 +10,7 @@ one prediction per record, the protocol's shape); anything else is a Locust fail
 | ``/predict [N]`` | N reviews in one request |
 | ``/invocations csv [N]`` | N reviews as SageMaker CSV, JSON answer |
 | ``/v2 infer [N]`` | N reviews as an Open Inference Protocol ``BYTES`` tensor |
-| ``/explain [M]`` | M reviews, only when the server has an ``/explain`` route (checked in ``/docs.json``) |
+| ``/explain [M]`` | M reviews, each answer with its explanation (skipped when a server has no ``/explain`` route, checked in ``/docs.json``) |
 
 Settings are Locust options, each also read from its environment variable (``locust --help`` lists them):
 
@@ -239,7 +239,12 @@ class TripodUser(FastHttpUser):
 
 
 def _explanations(body: object) -> list[object]:
-    return body if isinstance(body, list) else body["explanations"]  # type: ignore[index]
+    """``/explain``'s rows (or KServe's ``{"explanations": [...]}``), each of which must carry its explanation."""
+    rows = body if isinstance(body, list) else body["explanations"]  # type: ignore[index]
+    for row in rows:
+        if not row["explanation"]["classes"]:
+            raise ValueError("an answer explains no class")
+    return rows
 
 
 def _check(response, n: int, answers) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """The locustfile runs against a real server on loopback, and the SLO check fails on an injected error.
 
 A 10-second form of ``make loadtest``: every scenario (single and batched ``/predict``, CSV ``/invocations``,
-``/v2`` infer) is sent and answered correctly; then a run with a task the server must refuse (a record with an
+``/v2`` infer, ``/explain``) is sent and answered correctly; then a run with a task the server must refuse (a record with an
 unknown field, answered 422) fails the SLO check, through Locust's own failure accounting.
 """
 
@@ -16,9 +16,9 @@ from harness.server import RunningServer, running_server
 from loadtests import slo
 from loadtests.run import run_locust
 
-SCENARIOS = {"/predict [1]", "/predict [8]", "/invocations csv [8]", "/v2 infer [8]"}
+SCENARIOS = {"/predict [1]", "/predict [8]", "/invocations csv [8]", "/v2 infer [8]", "/explain [1]"}
 EVEN_WEIGHTS = {
-    f"TRIPOD_LOAD_WEIGHT_{name}": "1" for name in ("PREDICT", "PREDICT_BATCH", "INVOCATIONS", "OIP")
+    f"TRIPOD_LOAD_WEIGHT_{name}": "1" for name in ("PREDICT", "PREDICT_BATCH", "INVOCATIONS", "OIP", "EXPLAIN")
 }
 LOAD = {
     **EVEN_WEIGHTS,
