@@ -18,3 +18,11 @@ class ParityError(TripodError):
 
     Export refuses to write such a model directory: serving it would silently change predictions.
     """
+
+
+class ExplainerError(ParityError):
+    """The exported explainer stage does not reproduce ``shap`` or the model's own scores within tolerance.
+
+    A parity failure like any other: export publishes nothing, since serving would explain predictions with
+    numbers that do not add up to them.
+    """

@@ -1,0 +1,1 @@
+"""Explanations of a model's predictions: exact explainer stages exported with a model (``linear.py``)."""
