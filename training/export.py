@@ -6,6 +6,11 @@ own scores.  Classification: labels must agree on ≥ 99.9 % of rows (the classi
 must also equal the arg-max of its probabilities) and every probability must be within the family's tolerance
 (1e-3 unless a family states otherwise).  Regression: every value within that tolerance, relative to
 ``max(1, |value|)``.  A failure raises :class:`ParityError` and publishes nothing.
+
+A candidate with an exact explainer (a linear model, :meth:`CandidateModel.explainer`) also gets
+``explainer.onnx`` and ``explainer_features.json``, proven against ``shap`` and the model's own scores on
+(at most 1,000 of) the same held-out rows by :func:`training.explain.linear.check_linear_explainer`; a failure
+raises :class:`~training.errors.ExplainerError` and publishes nothing either.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from services.artifacts import (
     PREDICTED_LABEL,
     STAGE_NAMES,
     Candidate,
+    ExplainerSpec,
     Manifest,
     Parity,
     StageSpec,
@@ -256,6 +262,8 @@ def export_candidate(
 ) -> Path:
     """Convert, prove parity, and publish ``model_root/v<N>`` with its manifest; then repoint ``latest``.
 
+    A linear candidate's explainer is written and checked with the stages, and the manifest describes it.
+
     The stages are written to a staging directory first, so a failed parity check leaves no half-written
     version behind and does not take a version number.
 
@@ -275,10 +283,12 @@ def export_candidate(
 
     Raises:
         ExportError: The model cannot be converted faithfully.
-        ParityError: The ONNX stages disagree with the training framework beyond the tolerances.
+        ParityError: The ONNX stages disagree with the training framework beyond the tolerances (or,
+            as :class:`~training.errors.ExplainerError`, the explainer is not exact).
     """
     model_root = ensure_model_root(Path(model_root))
     stages = stages or candidate.to_onnx()
+    explainer = candidate.explainer()
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_root))
     try:
         paths = stages.save(staging)
@@ -290,6 +300,22 @@ def export_candidate(
             parity.max_abs_probability_diff,
         )
         specs = {stage: stage_spec(paths[stage]) for stage in STAGE_NAMES if stage in paths}
+        explainer_spec = None
+        if explainer is not None:
+            # Imported here: it brings skl2onnx and shap, which exports without an explainer never need.
+            from training.explain.linear import check_linear_explainer
+
+            explainer_path = explainer.save(staging)
+            check = check_linear_explainer(explainer, paths, explainer_path, parity_frame)
+            logger.info(
+                "explainer on %d rows: max |Δ| vs shap %.2g, additivity %.2g",
+                check.rows,
+                check.max_abs_diff_vs_shap,
+                check.max_additivity_error,
+            )
+            explainer_spec = ExplainerSpec(
+                stage=stage_spec(explainer_path), tokenizers=explainer.tokenizers, check=check
+            )
         dump_json(staging / METRICS_FILE, dict(metrics_report))
         if reports is not None:
             shutil.copytree(reports, staging / "reports")
@@ -314,6 +340,7 @@ def export_candidate(
         data_fingerprint=data_fingerprint,
         candidate=Candidate(family=candidate.family, params=_json_params(candidate.params)),
         libraries=library_versions(),
+        explainer=explainer_spec,
     )
     write_manifest(version_dir, manifest)
     point_latest(model_root, version_dir)

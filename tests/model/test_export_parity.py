@@ -56,7 +56,8 @@ def _export(model: TfidfLinear, split: Split, root: Path, stages: OnnxStages | N
 
 def test_manifest_records_a_sha256_for_every_file(trained_model_dir: Path) -> None:
     manifest = ModelArtifact.from_directory(trained_model_dir).manifest  # verifies every digest
-    assert set(manifest.files) == STAGE_FILES | {"metrics.json"}
+    # a linear model also has its exact explainer (tests/model/test_explainer_export.py)
+    assert set(manifest.files) == STAGE_FILES | {"metrics.json", "explainer.onnx", "explainer_features.json"}
     for name, digest in manifest.files.items():
         assert digest == sha256_file(trained_model_dir / name)
 

@@ -41,6 +41,8 @@ def test_two_trainings_with_the_same_seed_write_identical_files_and_digests(
         "transformer.onnx",
         "classifier.onnx",
         "inverse_label.onnx",
+        "explainer.onnx",
+        "explainer_features.json",
         "metrics.json",
     }
     assert first["files"] == second["files"]

@@ -31,6 +31,8 @@ from training.problem import Problem
 if TYPE_CHECKING:
     import optuna
 
+    from training.explain.linear import LinearExplainer
+
 Preset = Literal["fast", "balanced", "best"]
 Params = dict[str, Any]
 EpochCallback = Callable[..., None]
@@ -156,6 +158,14 @@ class CandidateModel(ABC):
     @abstractmethod
     def to_onnx(self) -> OnnxStages:
         """The fitted model as ONNX stages following the contract in this module's docstring."""
+
+    def explainer(self) -> LinearExplainer | None:
+        """The exact explainer stage exported beside the model (``explainer.onnx``), or None.
+
+        Only a family whose scores are linear in its ``features`` has one; the others (trees, networks, an
+        ensemble's blend of probabilities) export none.
+        """
+        return None
 
     def size_bytes(self) -> int:
         """Size of the exported graphs, for the leaderboard."""

@@ -22,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
 from training.automl.sklearn_onnx import convert_estimator, convert_transformer, fit_without_orphan_ngrams
+from training.explain.linear import LinearExplainer, build_linear_explainer
 from training.export import build_inverse_label
 from training.problem import Problem
 
@@ -149,3 +150,7 @@ class TfidfLinear(CandidateModel):
             estimator=convert_estimator(self.estimator_, self.n_features_, classification=classification),
             inverse_label=build_inverse_label(self.problem.labels) if classification else None,
         )
+
+    def explainer(self) -> LinearExplainer:
+        """Exact: each feature's share of each class's margin (``training/explain/linear.py``)."""
+        return build_linear_explainer(self.problem, self.transformer_, self.estimator_)
