@@ -9,7 +9,7 @@ must also equal the arg-max of its probabilities) and every probability must be 
 
 A candidate with an exact explainer (a linear model, :meth:`CandidateModel.explainer`) also gets
 ``explainer.onnx`` and ``explainer_features.json``, proven against ``shap`` and the model's own scores on
-(at most 1,000 of) the same held-out rows by :func:`training.explain.linear.check_linear_explainer`; a failure
+(at most 500 of) the same held-out rows by :func:`training.explain.linear.check_linear_explainer`; a failure
 raises :class:`~training.errors.ExplainerError` and publishes nothing either.
 """
 
