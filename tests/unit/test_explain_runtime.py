@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,9 @@ def test_short_records_get_exact_shapley_values() -> None:
     def value(present: tuple[int, ...]) -> np.ndarray:
         mask = np.zeros(count, dtype=bool)
         mask[list(present)] = True
-        return _scores(np.array([explainer._masked(record, explainer._players(record, 64), mask)], dtype=object))[0]
+        return _scores(
+            np.array([explainer._masked(record, explainer._players(record, 64), mask)], dtype=object)
+        )[0]
 
     brute = np.zeros((2, count))
     for order in itertools.permutations(range(count)):
@@ -230,7 +233,9 @@ def sentiment_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rows.append({"review": " ".join(body), "label": label})
     data = tmp_path_factory.mktemp("crafted") / "crafted.parquet"
     pd.DataFrame(rows).to_parquet(data, index=False)
-    return run_training(data, "label", ["review"], tmp_path_factory.mktemp("m") / "crafted", seed=0, progress=False)
+    return run_training(
+        data, "label", ["review"], tmp_path_factory.mktemp("m") / "crafted", seed=0, progress=False
+    )
 
 
 @pytest.mark.parametrize("method", ["auto", "sampling"])
@@ -255,3 +260,29 @@ def test_sampling_answers_do_not_depend_on_the_other_records_of_the_request(sent
     _, alone = pipeline.explain(Records([{"review": text}]), options)
     _, among = pipeline.explain(Records([{"review": "lovely"}, {"review": text}, {"review": "x"}]), options)
     np.testing.assert_array_equal(alone[0].contributions, among[1].contributions)
+
+
+def test_the_linear_explainer_lists_only_words_the_text_contains_and_adds_up_to_the_log_odds(
+    sentiment_model: Path,
+) -> None:
+    pipeline = Pipeline.from_directory(sentiment_model)
+    assert pipeline.has_exact_explainer
+    options = explain_options(method="linear", target="all", top_k=1000, labels=pipeline.class_names)
+    text = "The lovely dress, the LOVELY fabric"
+    batch, (explanation,) = pipeline.explain(Records([{"review": text}]), options)
+    answer = explanation.json(options, pipeline.class_names, int(batch.indices[0]))
+    assert answer["method"] == "linear" and answer["output"] == "margin"
+    for entry, probability in zip(answer["classes"], batch.probabilities[0], strict=True):
+        # a binary model's margin is the class's log-odds: sigmoid(value) is its probability
+        assert 1 / (1 + math.exp(-entry["value"])) == pytest.approx(float(probability), abs=1e-5)
+        listed = entry["contributions"]
+        assert sum(c["contribution"] for c in listed) == pytest.approx(
+            entry["value"] - entry["base_value"], abs=1e-5
+        )
+        for part in listed:
+            assert part["spans"], part  # every listed n-gram occurs in the text
+            for start, end in part["spans"]:
+                assert re.findall(r"\w+", text[start:end].lower()) == part["token"].split()
+    lovely = next(c for c in answer["classes"][1]["contributions"] if c["token"] == "lovely")
+    assert [text[a:b] for a, b in lovely["spans"]] == ["lovely", "LOVELY"]
+    assert not any("terrible" in c["token"] for c in answer["classes"][1]["contributions"])
