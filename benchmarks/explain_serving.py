@@ -170,9 +170,9 @@ def serve_linear(model: Path, records: list[dict[str, str]], sizes: Sizes, work:
         for name, route in routes.items():
             result["answers"][name] = probe(server, route, records[0])
         print(f"/explain (method=auto) answered with method {result['answers']['explain']['method']!r}")
-        for name, route in routes.items():
-            points = []
-            for level in sizes.levels:
+        # Routes take turns at each level, so a change in the machine's load falls on all of them alike.
+        for level in sizes.levels:
+            for name, route in routes.items():
                 point = measured(
                     f"{server.url}{route}",
                     bodies,
@@ -181,8 +181,7 @@ def serve_linear(model: Path, records: list[dict[str, str]], sizes: Sizes, work:
                     warmup_s=sizes.warmup_s,
                 )
                 say_point(name, point)
-                points.append(point)
-            result["closed"][name] = points
+                result["closed"].setdefault(name, []).append(point)
         top = {name: best(points) for name, points in result["closed"].items()}
         rate = min(top["predict"]["requests_per_s"], top["explain"]["requests_per_s"]) / 2
         result["open_rate"] = rate
