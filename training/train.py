@@ -1,4 +1,5 @@
-"""``tripod train``: the single-candidate path: load → split → fit the TF-IDF baseline → evaluate → export.
+"""``tripod train``: the single-candidate path: load → split → fit the TF-IDF baseline → evaluate → explain →
+export.
 
 The baseline is the ``tfidf_linear`` AutoML family (``training/automl/families/tfidf.py``) with its default
 hyperparameters on the given text columns, so ``tripod train`` and ``tripod automl`` publish the same kind of
@@ -8,6 +9,7 @@ model through the same export and parity check.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from training.automl.families.tfidf import TfidfLinear
 from training.data import Split, fingerprint, load_table, require_columns, split_frame, stratified_sample
 from training.errors import DataError
 from training.evaluate import evaluate, evaluate_regression, flat_metrics
+from training.explain.run import explain_for_export
 from training.export import export_candidate
 from training.problem import ColumnRoles, Problem, ProblemType, label_strings, require_text_columns
 
@@ -73,7 +76,10 @@ def run_training(
     params: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> Path:
-    """``tripod train``: load → split → fit → evaluate → export with parity → ``out/v<N>``.
+    """``tripod train``: load → split → fit → evaluate → explain → export with parity → ``out/v<N>``.
+
+    The model directory's ``reports/`` holds the global SHAP report on the test split
+    (``explanations.json`` and ``.html``, :func:`training.explain.run.explain_for_export`).
 
     Args:
         data: Training table (CSV, CSV.gz or Parquet), e.g. the output of ``tripod prepare``.
@@ -93,7 +99,7 @@ def run_training(
         training.errors.ParityError: The ONNX export does not reproduce the fitted model.
     """
     text_columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
-    steps = ["load", "split", "fit", "evaluate", "export"]
+    steps = ["load", "split", "fit", "evaluate", "explain", "export"]
     with tqdm(total=len(steps), desc="train", unit="step", disable=not progress) as bar:
 
         def step(name: str, detail: str) -> None:
@@ -131,15 +137,30 @@ def run_training(
         logger.info("test accuracy %.4f, macro-F1 %.4f", metrics["accuracy"], metrics["macro_f1"])
         bar.update()
 
-        step("export", f"ONNX stages to {out}")
-        version_dir = export_candidate(
-            model,
-            model_root=Path(out),
-            parity_frame=split.test,
-            data_fingerprint=data_fingerprint,
-            metrics=metrics,
-            metrics_report={**report, "n_features": model.n_features_},
-        )
-        bar.update()
+        with tempfile.TemporaryDirectory(prefix="tripod-reports-") as folder:
+            step("explain", f"global SHAP report on {len(split.test)} test rows")
+            reports = Path(folder)
+            explained = explain_for_export(
+                model,
+                split.test,
+                reports,
+                name=Path(out).name,
+                seed=seed,
+                data_fingerprint=data_fingerprint,
+                record_timing=False,  # the same data and seed must give the same files (models/README.md)
+            )
+            bar.update()
+
+            step("export", f"ONNX stages to {out}")
+            version_dir = export_candidate(
+                model,
+                model_root=Path(out),
+                parity_frame=split.test,
+                data_fingerprint=data_fingerprint,
+                metrics=metrics,
+                metrics_report={**report, "n_features": model.n_features_},
+                reports=reports if explained is not None else None,
+            )
+            bar.update()
     logger.info("model written to %s", version_dir)
     return version_dir

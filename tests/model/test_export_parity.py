@@ -56,8 +56,11 @@ def _export(model: TfidfLinear, split: Split, root: Path, stages: OnnxStages | N
 
 def test_manifest_records_a_sha256_for_every_file(trained_model_dir: Path) -> None:
     manifest = ModelArtifact.from_directory(trained_model_dir).manifest  # verifies every digest
-    # a linear model also has its exact explainer (tests/model/test_explainer_export.py)
-    assert set(manifest.files) == STAGE_FILES | {"metrics.json", "explainer.onnx", "explainer_features.json"}
+    # a linear model also has its exact explainer (tests/model/test_explainer_export.py), and `tripod train`
+    # ships its global SHAP report (tests/e2e/test_explain_cli.py)
+    explainer = {"explainer.onnx", "explainer_features.json"}
+    reports = {"reports/explanations.json", "reports/explanations.html"}
+    assert set(manifest.files) == STAGE_FILES | {"metrics.json"} | explainer | reports
     for name, digest in manifest.files.items():
         assert digest == sha256_file(trained_model_dir / name)
 

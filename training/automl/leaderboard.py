@@ -125,6 +125,7 @@ def write_leaderboard(
     best_report: Mapping[str, Any] | None = None,
     title: str = "Tripod AutoML leaderboard",
     summary: Mapping[str, Any] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write ``leaderboard.csv`` and ``leaderboard.html`` (plots embedded) into ``directory``.
 
@@ -132,6 +133,8 @@ def write_leaderboard(
         best_report: the best candidate's test evaluation (``training.evaluate.evaluate``), for the confusion
             matrix and per-class F1.
         summary: key facts shown above the table (problem, budget, best candidate…).
+        links: other reports beside the leaderboard, title → file name relative to ``directory`` (the best
+            model's ``explanations.html``).
     """
     directory.mkdir(parents=True, exist_ok=True)
     frame = leaderboard_frame(records, objective)
@@ -142,6 +145,12 @@ def write_leaderboard(
             f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in summary.items()
         )
         sections.append(f"<ul>{items}</ul>")
+    if links:
+        items = "".join(
+            f'<li><a href="{html.escape(target, quote=True)}">{html.escape(title)}</a></li>'
+            for title, target in links.items()
+        )
+        sections.append(f"<h2>Reports</h2><ul>{items}</ul>")
     sections.append(
         "<h2>Candidates</h2>" + frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
     )

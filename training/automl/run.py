@@ -1,9 +1,10 @@
 """``tripod automl``: infer the problem, search candidates, build the leaderboard, export the best.
 
 The Python API is :func:`run_automl`; the CLI is a thin wrapper.  A run writes, under ``<out>/runs/<study>/``,
-the Optuna study, every finished candidate, one JSON record per trial, ``problem.json``, the leaderboard and the
-notebooks; the winner is exported to ``<out>/v<N>/`` (with the reports copied into ``reports/``) and
-``<out>/latest`` points at it.
+the Optuna study, every finished candidate, one JSON record per trial, ``problem.json``, the leaderboard, the
+best model's global SHAP report (``explanations.html``, linked from the leaderboard) and the notebooks; the
+winner is exported to ``<out>/v<N>/`` (with the reports copied into ``reports/``) and ``<out>/latest`` points at
+it.
 """
 
 from __future__ import annotations
@@ -192,7 +193,22 @@ def run_automl(
         "best": f"trial {best.number} ({best.family})",
         f"best validation {metric.name}": f"{best.validation:.4f}",
     }
-    board = write_leaderboard(records, metric, reports_dir, best_report=report.get("test"), summary=summary)
+    data_fingerprint = fingerprint(frame, [*problem.roles.input_names, target])
+    from training.explain.run import explain_for_export
+
+    explanations = explain_for_export(
+        winner,
+        split.test,
+        reports_dir,
+        name=Path(out).name,
+        seed=seed,
+        data_fingerprint=data_fingerprint,
+        echo=echo,
+    )
+    links = {"Global SHAP explanations of the best model": explanations.name} if explanations else None
+    board = write_leaderboard(
+        records, metric, reports_dir, best_report=report.get("test"), summary=summary, links=links
+    )
     from training.automl.notebooks import write_notebooks
 
     write_notebooks(
@@ -209,7 +225,7 @@ def run_automl(
         winner,
         model_root=Path(out),
         parity_frame=split.test,
-        data_fingerprint=fingerprint(frame, [*problem.roles.input_names, target]),
+        data_fingerprint=data_fingerprint,
         metrics={**metrics, f"validation_objective_{metric.name}": float(best.validation)},  # type: ignore[arg-type]
         metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
         reports=reports_dir,
