@@ -1,7 +1,7 @@
-"""Data commands of the ``tripod`` CLI: ingest, query, datasets, explore, bias, balance.
+"""Data commands of the ``tripod`` CLI: ingest, query, datasets, explore, bias, balance, explain.
 
-Thin typed entry points over :mod:`training.lake`, :mod:`training.explore` and :mod:`training.bias`; heavy
-modules are imported inside each command.  Every command that reads a table takes it as ``--data FILE``,
+Thin typed entry points over :mod:`training.lake`, :mod:`training.explore`, :mod:`training.bias` and
+:mod:`training.explain`; heavy modules are imported inside each command.  Every command that reads a table takes it as ``--data FILE``,
 ``--lake DIR_OR_S3_URI --dataset NAME`` or ``--sql "SELECT …"`` (over the lake's datasets when ``--lake`` is
 given, or over files DuckDB reads directly).  ``--lake`` defaults to ``$TRIPOD_LAKE``.
 """
@@ -378,6 +378,43 @@ def balance(
         typer.echo(f"wrote {report / 'balance.json'} and balance.html")
 
 
+def explain(
+    model: Annotated[Path, typer.Option(help="model directory (or its latest link)")],
+    data: DataOption = None,
+    lake: LakeOption = None,
+    dataset: DatasetOption = None,
+    sql: SqlOption = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=1, help="rows to explain (default: every row for a linear model, 100 otherwise)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the row sample")] = 42,
+    max_evals: Annotated[
+        int, typer.Option(min=16, help="model evaluations per row (the model-agnostic explainer)")
+    ] = 256,
+    out: Annotated[Path, typer.Option(help="report folder: explanations.json and explanations.html")] = Path(
+        "reports/explanations"
+    ),
+) -> None:
+    """Global SHAP report: mean |SHAP| per feature and class, the words pushing each class, highlighted
+    examples (exact for linear models, shap's partition explainer over the words of a text otherwise)."""
+    from training.explain.report import write_explanations
+    from training.explain.run import ExplainSettings, explain_model
+    from training.explain.sources import model_from_directory
+
+    spec = input_spec(data, lake, dataset, sql)
+    explained = model_from_directory(model)  # a broken model fails before the table is read
+    frame = _load(spec)
+    settings = ExplainSettings(sample=sample, seed=seed, max_evals=max_evals, progress=True)
+    explanation = explain_model(explained, frame, settings, source=spec.describe())
+    json_path, html_path = write_explanations(explanation, out)
+    summary = explanation.summary
+    typer.echo(
+        f"wrote {json_path} and {html_path.name}: {summary['data']['explained_rows']} of {len(frame)} rows "
+        f"explained by the {summary['method']['name']} explainer in {summary['timing']['explain_seconds']:.1f} s"
+    )
+
+
 def _fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -390,3 +427,4 @@ def register_data_commands(app: typer.Typer) -> None:
     app.command("explore")(explore)
     app.command("bias", cls=OrderedOptionsCommand)(bias)
     app.command("balance", cls=OrderedOptionsCommand)(balance)
+    app.command("explain")(explain)
