@@ -155,8 +155,8 @@ def linear_attributions(
         inputs: The rows to explain (the model's input columns).
         outputs: Names of the outputs, in ``coef`` order.
         names: One per feature.
-        chunk_rows: Rows per call of ``features``: shap returns dense ``(rows, n_features, n_outputs)`` values,
-            so a chunk of 256 rows of 15,000 features and 3 classes is about 90 MB.
+        chunk_rows: Rows per call of ``features``: shap returns dense ``(rows, n_features)`` values per
+            output, so a chunk of 256 rows of 15,000 features is about 30 MB.
     """
     import shap
 
@@ -166,22 +166,23 @@ def linear_attributions(
     if len(names) != n_features:
         raise ValueError(f"{len(names)} feature names for {n_features} coefficients")
     absent = np.zeros((1, n_features))
-    # One output: shap takes a vector (with a matrix of one row it would return one matrix per row).
-    model = (coef[0], intercept[0]) if n_outputs == 1 else (coef, intercept)
-    explainer = shap.LinearExplainer(model, absent)
+    # One explainer per output: with all outputs at once shap stacks a dense (rows, features, outputs) copy,
+    # which took a quarter of the time on the bundled reviews (22,641 rows, 15,000 features, 3 classes).
+    explainers = [shap.LinearExplainer((coef[k], intercept[k]), absent) for k in range(n_outputs)]
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     data: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
     starts = range(0, len(inputs), chunk_rows)
     for start in tqdm(starts, desc="explain: linear", unit="chunk", disable=not progress):
-        x = sparse.csr_matrix(features(inputs.iloc[start : start + chunk_rows]), dtype=np.float64)
-        phi = np.asarray(explainer.shap_values(x)).reshape(x.shape[0], n_features, n_outputs)
-        r, c = x.nonzero()  # absent features contribute exactly zero: keep only the present ones
+        chunk = features(inputs.iloc[start : start + chunk_rows])
+        # Dense: shap subtracts the baseline from the whole matrix either way, and does it faster on an array.
+        x = np.asarray(chunk.toarray() if sparse.issparse(chunk) else chunk, dtype=np.float64)
+        r, c = np.nonzero(x)  # absent features contribute exactly zero: keep only the present ones
         rows.append(r + start)
         cols.append(c)
-        for k in range(n_outputs):
-            data[k].append(phi[r, c, k])
-    base = np.broadcast_to(np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1), (n_outputs,))
+        for k, explainer in enumerate(explainers):
+            data[k].append(np.asarray(explainer.shap_values(x))[r, c])
+    base = np.array([float(explainer.expected_value) for explainer in explainers])
     return Attributions(
         method="linear",
         outputs=tuple(outputs),
