@@ -17,7 +17,7 @@ from training.explain.global_shap import Feature, feature_labels
 from training.explain.report import HTML_NAME, JSON_NAME, highlighted_text, write_explanations
 from training.explain.run import ExplainSettings, explain_model
 from training.explain.sources import model_from_candidate, model_from_directory
-from training.explain.tokens import ngram_spans, token_key, token_spans
+from training.explain.tokens import WordTokenizer, has_words, ngram_spans, token_key, token_spans
 from training.export import export_candidate
 from training.problem import ColumnRoles, Problem, ProblemType
 from training.train import evaluation_report, text_problem
@@ -189,6 +189,19 @@ def test_masker_tokens_are_found_in_the_text() -> None:
     spans = token_spans("Hi, there!", ["Hi, ", "there!"], np.array([[1.0], [2.0]]))
     assert [(s.start, s.end) for s in spans] == [(0, 3), (4, 10)]
     assert [token_key(t) for t in ("Great! ", "...", "  ")] == ["great", "...", ""]
+
+
+def test_the_masker_keeps_every_character_but_runs_of_whitespace() -> None:
+    import shap
+
+    masker = shap.maskers.Text(tokenizer=WordTokenizer(), mask_token=" ")
+    text = '"Love  it!!" she said...\n5/5 :)'
+    tokens = masker.data_transform(text)[0]
+    assert "".join(tokens) == text
+    assert masker(np.ones(len(tokens), dtype=bool), text)[0][0] == " ".join(text.split())
+    assert masker(np.zeros(len(tokens), dtype=bool), text)[0][0] == ""  # the all-absent baseline
+    assert WordTokenizer()("")["input_ids"] == [] and WordTokenizer()(" ")["input_ids"] == [" "]
+    assert not has_words(" ... !") and has_words("ok")
 
 
 def test_feature_labels_name_the_column_when_needed() -> None:

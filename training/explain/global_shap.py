@@ -9,8 +9,8 @@ Three explainers, chosen by what the model is (:mod:`training.explain.sources`):
 * ``tree``: a fitted gradient-boosted model in memory.  ``shap.TreeExplainer`` (path-dependent: the trees'
   own training cover is the background), exact for trees, in the model's margin.
 * ``partition``: any model, through a function that scores rows.  ``shap.Explainer`` with a
-  ``shap.maskers.Text`` masker (the partition explainer, Owen values over the masker's hierarchy of words)
-  on one text column, the row's other inputs held at their values, at most ``max_evals`` model evaluations
+  ``shap.maskers.Text`` masker (the partition explainer, Owen values over the masker's hierarchy of words,
+  the words of :class:`~training.explain.tokens.WordTokenizer`) on one text column, the row's other inputs held at their values, at most ``max_evals`` model evaluations
   per row, in the model's output space (class probabilities, or the value).  A masked word becomes a space,
   so the baseline is the row with every word of that column removed.
 
@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from training.explain.tokens import Span, token_key, token_spans
+from training.explain.tokens import Span, WordTokenizer, has_words, token_key, token_spans
 
 Method = Literal["linear", "tree", "partition"]
 FeatureKind = Literal["text", "categorical", "numeric", "component"]
@@ -247,7 +247,7 @@ def partition_attributions(
 ) -> Attributions:
     """Owen values of the words of ``column`` from ``shap.maskers.Text``, row by row.
 
-    Rows whose text is empty or blank have no words and are skipped.  The other input columns keep the row's
+    Rows whose text has no word (empty, blank, punctuation only) are skipped.  The other input columns keep the row's
     values while its words are masked.
 
     Args:
@@ -272,7 +272,7 @@ def partition_attributions(
         evaluations += len(texts)
         return np.asarray(scores(frame[list(current)]), dtype=np.float64).reshape(len(texts), -1)
 
-    masker = shap.maskers.Text(mask_token=MASK_TOKEN)
+    masker = shap.maskers.Text(tokenizer=WordTokenizer(), mask_token=MASK_TOKEN)
     explainer = shap.Explainer(model, masker, algorithm="partition", output_names=list(outputs), seed=seed)
     vocabulary: dict[str, int] = {}
     rows: list[np.ndarray] = []
@@ -288,7 +288,7 @@ def partition_attributions(
         tqdm(records, desc="explain: partition", unit="row", disable=not progress)
     ):
         text = str(record[column])
-        if not text.strip():
+        if not has_words(text):
             continue
         if time_limit_s is not None and time.monotonic() - started > time_limit_s:
             stopped = True

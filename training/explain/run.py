@@ -44,6 +44,7 @@ from training.explain.summary import (
     overall_importance,
     top_tokens,
 )
+from training.explain.tokens import has_words
 
 if TYPE_CHECKING:
     from training.automl.candidate import CandidateModel
@@ -197,7 +198,7 @@ def explain_model(
     eligible = np.arange(len(inputs))
     if method == "partition":
         assert column is not None
-        eligible = np.flatnonzero(inputs[column].str.strip().ne("").to_numpy())
+        eligible = np.flatnonzero(inputs[column].map(has_words).to_numpy(dtype=bool))
         if not len(eligible):
             raise DataError(f"no row has text in {column!r}: there are no words to explain")
     sample = settings.sample
@@ -336,7 +337,7 @@ def _examples(
     problem = model.problem
     outputs = model.outputs
     texts = explained[column].astype(str).to_numpy()
-    has_text = np.array([bool(text.strip()) for text in texts], dtype=bool)
+    has_text = np.array([has_words(text) for text in texts], dtype=bool)
     regression = not problem.is_classification
     rows = example_rows(scores, has_text, outputs, regression=regression)
     space = _output_space(model, method)[0]
