@@ -1,5 +1,5 @@
 """``tripod models pull s3://…`` through moto's S3 server on loopback, reached by the standard AWS variables —
-what a Kubernetes init container runs.  Here, beside the S3 fixtures of tests/batch/conftest.py; the local
+what a Kubernetes init container runs.  Here, with the S3 fixtures of tests/conftest.py; the local
 behaviour is proven in tests/unit/test_delivery.py."""
 
 from __future__ import annotations
@@ -126,14 +126,14 @@ def test_an_unreachable_s3_endpoint_is_one_line_without_credentials_and_dest_kee
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.batch.conftest import _free_port
+    from harness.server import free_port
 
     dest = tmp_path / "current"
     pull_model(str(trained_model_dir), dest)
     before = sorted(entry.name for entry in tmp_path.iterdir())
     secret = "do-not-print-this-secret"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
     code, _, err = run_cli(

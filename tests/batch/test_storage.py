@@ -501,11 +501,11 @@ def test_writing_to_a_missing_bucket_is_a_one_line_storage_error(s3_env: dict[st
 def test_an_unreachable_endpoint_is_a_one_line_storage_error_without_credentials(
     s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from tests.batch.conftest import _free_port
+    from harness.server import free_port
 
     secret = "do-not-print-this-secret"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
     with pytest.raises(StorageError, match=r"^cannot read s3://bucket/a\.csv: Could not connect") as caught:
