@@ -78,6 +78,27 @@ class ServingSettings(BaseModel):
         le=2048,
         description="largest model-agnostic budget (model evaluations per record) a request may ask for",
     )
+    capture_destination: str = Field(
+        "", description="data capture: a directory or s3://bucket/prefix (empty: capture is off)"
+    )
+    capture_percent: float = Field(
+        100.0, ge=0, le=100, description="data capture: share of requests captured"
+    )
+    capture_endpoint: str = Field(
+        "", description="data capture: the endpoint part of the path (default: the model's name)"
+    )
+    capture_variant: str = Field(
+        "AllTraffic", min_length=1, description="data capture: the variant part of the path"
+    )
+    capture_queue: int = Field(
+        10_000,
+        gt=0,
+        description="data capture: exchanges held in memory at most; more are dropped and counted",
+    )
+    capture_flush_s: float = Field(
+        5.0, gt=0, description="data capture: longest an exchange waits to be written"
+    )
+    capture_errors: bool = Field(False, description="data capture: also capture requests answered with a 4xx")
     response_keys: str = Field(
         "predicted_label,probability", description="default keys of /invocations answers (comma-separated)"
     )

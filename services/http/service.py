@@ -34,7 +34,13 @@ from services.http.predict import Predictions, predict_answer
 from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
 from services.http.state import ServingState
 from services.http.worker import die_with_parent, settle_heap
-from services.monitoring.metrics import MetricsObserver, TrafficMetricsMiddleware, metrics_text
+from services.monitoring import capture
+from services.monitoring.metrics import (
+    MetricsObserver,
+    TrafficMetricsMiddleware,
+    metrics_text,
+    tripod_metrics,
+)
 from services.runtime.memory import ReleaseMemory
 from services.runtime.pipeline import Call, Pipeline, StageRunner
 from services.runtime.schema import Records
@@ -109,7 +115,25 @@ class Tripod:
                 SETTINGS.inline_below_ms,
             )
         self.state = ServingState(pipeline=self.pipeline, settings=SETTINGS, ready=ready)
+        if SETTINGS.capture_destination:
+            metrics = tripod_metrics()
+            capture.WRITER = capture.CaptureWriter(
+                SETTINGS.capture_destination,
+                endpoint=SETTINGS.capture_endpoint or manifest.name,
+                variant=SETTINGS.capture_variant,
+                percent=SETTINGS.capture_percent,
+                max_queue=SETTINGS.capture_queue,
+                flush_seconds=SETTINGS.capture_flush_s,
+                on_drop=metrics.capture_dropped.inc,
+                on_write=metrics.capture_records.inc,
+            )
         settle_heap()
+
+    @bentoml.on_shutdown
+    def flush_capture(self) -> None:
+        """Write every captured exchange still queued before the worker exits (after the drain)."""
+        if capture.WRITER is not None:
+            capture.WRITER.close()
 
     @bentoml.api(route="/predict")
     @maps_errors
@@ -121,7 +145,8 @@ class Tripod:
 
 # bentoml.service returns a Service object, though its type hints keep the class's type.
 SERVICE = cast("bentoml.Service[Tripod]", Tripod)
-# Outermost first: metrics see every answer, then every error becomes JSON, then the body is bounded.
+# Outermost first: metrics see every answer, then every error becomes JSON, then the body is bounded, then
+# data capture sees the body as the routes do.
 SERVICE.add_asgi_middleware(TrafficMetricsMiddleware)
 SERVICE.add_asgi_middleware(JsonErrorsMiddleware)
 SERVICE.add_asgi_middleware(
@@ -130,3 +155,4 @@ SERVICE.add_asgi_middleware(
     read_timeout_s=SETTINGS.read_timeout_s,
     json_paths=("/predict", "/explain"),
 )
+SERVICE.add_asgi_middleware(capture.CaptureMiddleware, errors=SETTINGS.capture_errors)

@@ -66,6 +66,10 @@ class TripodMetrics:
     http_in_flight: Any
     """``tripod_http_requests_in_flight``: requests being handled now, health checks and scrapes excluded,
     summed over live workers (what an autoscaler on concurrency reads)."""
+    capture_records: Any
+    """``tripod_capture_records_total``: exchanges written by data capture."""
+    capture_dropped: Any
+    """``tripod_capture_dropped_total``: exchanges data capture dropped (queue full, or a write failed)."""
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def child(self, metric: Any, *values: str) -> Any:
@@ -107,6 +111,10 @@ def tripod_metrics() -> TripodMetrics:
             "Seconds from receiving an HTTP request to its last byte, by route template",
             ["route", "method"],
             buckets=REQUEST_BUCKETS,
+        ),
+        capture_records=Counter("tripod_capture_records", "Exchanges written by data capture"),
+        capture_dropped=Counter(
+            "tripod_capture_dropped", "Exchanges data capture dropped (its queue was full, or a write failed)"
         ),
         http_in_flight=Gauge(
             "tripod_http_requests_in_flight",

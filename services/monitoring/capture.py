@@ -1,0 +1,280 @@
+"""Data capture: what the endpoint was asked and answered, in SageMaker's capture format, off the request path.
+
+SageMaker's format (one JSON object per line)::
+
+    {"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                                       "data": "<request body>", "encoding": "JSON"},
+                     "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                                        "data": "<answer body>", "encoding": "JSON"}},
+     "eventMetadata": {"eventId": "<uuid4>", "inferenceId": "<X-Amzn-SageMaker-Inference-Id>",
+                       "inferenceTime": "2026-12-02T14:03:05Z"},
+     "eventVersion": "0"}
+
+``encoding`` is ``JSON`` for JSON and JSON Lines bodies, ``CSV`` for CSV, and ``BASE64`` (``data`` base64) for
+anything else or a body that is not UTF-8.  Files go to
+``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<time>-<pid>-<n>.jsonl`` (UTC hour of the requests), a local
+directory or ``s3://``, each written whole and atomically (``services/batch/storage.py``), so a reader never sees
+half a file.
+
+The request path pays one random draw and one ``put_nowait`` of references: :class:`CaptureMiddleware` hands
+the request's and answer's bytes to :class:`CaptureWriter`'s bounded queue, and a thread of its own encodes and
+writes them.  When the queue is full the record is dropped and counted (``tripod_capture_dropped_total``); a
+request never waits for capture.  On shutdown the writer flushes everything queued.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.batch.storage import write_bytes
+
+logger = logging.getLogger("tripod.capture")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+INFERENCE_ID_HEADER = b"x-amzn-sagemaker-inference-id"
+DEFAULT_VARIANT = "AllTraffic"
+"""SageMaker's name of an endpoint's only production variant."""
+CAPTURED_ROUTES = frozenset({"/predict", "/invocations", "/explain"})
+"""Inference routes whose exchanges are captured (plus OIP ``infer`` and KServe's ``:explain``, by suffix)."""
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request and its answer, as the middleware saw them (bytes are referenced, not copied)."""
+
+    started: float
+    request_type: str
+    request: bytes
+    answer_type: str
+    answer: bytes
+    inference_id: str | None
+
+
+def _encoded(content_type: str, body: bytes) -> tuple[str, str]:
+    """``(encoding, data)`` of a body in the capture format."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind in ("application/json", "application/jsonlines", "application/x-jsonlines", "text/csv"):
+        try:
+            return ("CSV" if kind == "text/csv" else "JSON"), body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return "BASE64", base64.b64encode(body).decode("ascii")
+
+
+def capture_record(exchange: Exchange) -> dict[str, Any]:
+    """The capture-format object of one exchange."""
+    request_encoding, request_data = _encoded(exchange.request_type, exchange.request)
+    answer_encoding, answer_data = _encoded(exchange.answer_type, exchange.answer)
+    metadata: dict[str, str] = {"eventId": str(uuid.uuid4())}
+    if exchange.inference_id:
+        metadata["inferenceId"] = exchange.inference_id
+    metadata["inferenceTime"] = datetime.fromtimestamp(exchange.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": exchange.request_type,
+                "mode": "INPUT",
+                "data": request_data,
+                "encoding": request_encoding,
+            },
+            "endpointOutput": {
+                "observedContentType": exchange.answer_type,
+                "mode": "OUTPUT",
+                "data": answer_data,
+                "encoding": answer_encoding,
+            },
+        },
+        "eventMetadata": metadata,
+        "eventVersion": "0",
+    }
+
+
+class CaptureWriter:
+    """A bounded queue and the thread that writes it out, one per server process.
+
+    Args:
+        destination: a directory or ``s3://bucket/prefix``.
+        endpoint, variant: the path parts SageMaker uses.
+        percent: share of exchanges captured (0–100), drawn per request.
+        max_queue: exchanges held in memory at most; more are dropped and counted.
+        flush_records, flush_seconds: a file is written when this many exchanges wait, or this long after the
+            first of them arrived, whichever comes first.
+        seed: the sampling's random seed (tests); None draws from the OS.
+    """
+
+    def __init__(
+        self,
+        destination: str,
+        *,
+        endpoint: str,
+        variant: str = DEFAULT_VARIANT,
+        percent: float = 100.0,
+        max_queue: int = 10_000,
+        flush_records: int = 1_000,
+        flush_seconds: float = 5.0,
+        seed: int | None = None,
+        on_drop: Callable[[], None] | None = None,
+        on_write: Callable[[int], None] | None = None,
+    ) -> None:
+        self.destination = destination.rstrip("/")
+        self.endpoint, self.variant = endpoint, variant
+        self.share = percent / 100.0
+        self.flush_records, self.flush_seconds = flush_records, flush_seconds
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._random = random.Random(seed)
+        self._on_drop = on_drop or (lambda: None)
+        self._on_write = on_write or (lambda _n: None)
+        self._files = 0
+        self.dropped = 0
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="tripod-capture", daemon=True)
+        self._thread.start()
+
+    def sampled(self) -> bool:
+        """Whether this request is captured (decided before anything is collected)."""
+        return self.share >= 1.0 or (self.share > 0.0 and self._random.random() < self.share)
+
+    def offer(self, exchange: Exchange) -> bool:
+        """Queue an exchange without waiting; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(exchange)
+        except queue.Full:
+            self.dropped += 1
+            self._on_drop()
+            return False
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write everything queued, then stop the thread; give up after ``timeout_s`` (an object store that
+        hangs must not hold a pod past its grace period: 5 s preStop + 20 s drain + these 10 s < 35 s)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout_s)
+
+    # -- the writer thread ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[Exchange] = []
+        deadline = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush(pending)
+                return
+            if isinstance(item, Exchange):
+                pending.append(item)
+                if deadline is None:
+                    deadline = time.monotonic() + self.flush_seconds
+            if pending and (len(pending) >= self.flush_records or time.monotonic() >= (deadline or 0)):
+                self._flush(pending)
+                pending, deadline = [], None
+
+    def _flush(self, exchanges: list[Exchange]) -> None:
+        """Write exchanges to one file per UTC hour they fall in."""
+        by_hour: dict[str, list[bytes]] = {}
+        for exchange in exchanges:
+            hour = datetime.fromtimestamp(exchange.started, UTC).strftime("%Y/%m/%d/%H")
+            line = json.dumps(capture_record(exchange), ensure_ascii=False, separators=(",", ":"))
+            by_hour.setdefault(hour, []).append(line.encode("utf-8") + b"\n")
+        for hour, lines in by_hour.items():
+            self._files += 1
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            name = f"{stamp}-{os.getpid()}-{self._files:06d}.jsonl"
+            url = f"{self.destination}/{self.endpoint}/{self.variant}/{hour}/{name}"
+            try:
+                write_bytes(url, b"".join(lines))
+            except Exception:  # capture must never take the server down: log, count, go on
+                logger.exception("data capture: could not write %d records to %s", len(lines), url)
+                self.dropped += len(lines)
+                for _ in lines:
+                    self._on_drop()
+                continue
+            self.written += len(lines)
+            self._on_write(len(lines))
+
+
+WRITER: CaptureWriter | None = None
+"""This process's writer, set by the entry service when capture is configured."""
+
+
+def _header(headers: Collection[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _captured(path: str) -> bool:
+    return path in CAPTURED_ROUTES or path.endswith(("/infer", ":explain"))
+
+
+class CaptureMiddleware:
+    """Hands each sampled inference exchange to :data:`WRITER`; 4xx answers only when ``errors`` is true.
+
+    It sits inside the body middleware, so it sees the body as the route did (decompressed, bounded)."""
+
+    def __init__(self, app: ASGIApp, *, errors: bool = False) -> None:
+        self.app = app
+        self.errors = errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = WRITER
+        if writer is None or scope["type"] != "http" or not _captured(scope["path"]) or not writer.sampled():
+            await self.app(scope, receive, send)
+            return
+        started = time.time()
+        request: list[bytes] = []
+        answer: list[bytes] = []
+        status = 500
+        answer_type = ""
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                request.append(message.get("body", b""))
+            return message
+
+        async def send_and_keep(message: Message) -> None:
+            nonlocal status, answer_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                answer_type = _header(message.get("headers", []), b"content-type") or ""
+            elif message["type"] == "http.response.body":
+                answer.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive_and_keep, send_and_keep)
+        if status < 400 or (self.errors and status < 500):
+            headers = scope.get("headers", [])
+            writer.offer(
+                Exchange(
+                    started=started,
+                    request_type=_header(headers, b"content-type") or "",
+                    request=b"".join(request),
+                    answer_type=answer_type,
+                    answer=b"".join(answer),
+                    inference_id=_header(headers, INFERENCE_ID_HEADER),
+                )
+            )
