@@ -25,6 +25,12 @@ class ServingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory (or its `latest` link) to serve")
+    model_poll_s: float = Field(
+        10.0,
+        ge=0,
+        description="seconds between looks at where model_dir leads; a moved `latest` link is verified and "
+        "swapped in without a restart (0: never; stage services: never, a new model is a rollout)",
+    )
     max_request_bytes: int = Field(6 * 1024 * 1024, gt=0, description="larger bodies get 413")
     max_records: int = Field(10_000, gt=0, description="more records in one request get 413")
     max_batch_size: int = Field(64, gt=1, description="adaptive batching: most rows a stage runs at once")

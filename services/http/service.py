@@ -19,6 +19,7 @@ reaches the same :class:`~services.runtime.pipeline.Pipeline` through :class:`Se
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import bentoml
@@ -33,6 +34,7 @@ from services.http.limits import RequestBodyMiddleware
 from services.http.predict import Predictions, predict_answer
 from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
 from services.http.state import ServingState
+from services.http.swap import ModelSlot, ModelWatcher
 from services.http.worker import die_with_parent, settle_heap
 from services.monitoring import capture
 from services.monitoring.metrics import (
@@ -72,6 +74,14 @@ async def _always_ready() -> bool:
     return True
 
 
+def _swapped(old: Pipeline, new: Pipeline) -> None:
+    """Metrics after a model swap: the old version's info gauge to 0, one swap counted."""
+    metrics = tripod_metrics()
+    before = old.manifest
+    metrics.child(metrics.model_info, before.name, before.version, before.candidate.family).set(0)
+    metrics.child(metrics.model_swaps, "swapped").inc()
+
+
 @bentoml.asgi_app(app)
 @bentoml.service(
     name="tripod",
@@ -92,29 +102,26 @@ class Tripod:
         die_with_parent()
         artifact = ModelArtifact.from_directory(SETTINGS.model_dir)
         manifest = artifact.manifest
-        stages: StageRunner
+        ready: Callable[[], Awaitable[bool]] = _always_ready
+        self.remote: ServiceStages | None = None
         if STAGE_SERVICES:
-            remote = ServiceStages(
+            self.remote = ServiceStages(
                 self.transformer, self.classifier, self.inverse_label, regression=manifest.is_regression
             )
-            stages, ready = remote, remote.ready
-        else:
-            stages, ready = LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads), _always_ready
-        observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family)
-        observers = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
-        self.pipeline = Pipeline(
-            artifact.graphs, stages, manifest=manifest, limits=SETTINGS.limits(), observers=observers
-        )
-        if isinstance(stages, LocalStages):
-            probe_ms = self.pipeline.probe_ms()
-            stages.inline = probe_ms < SETTINGS.inline_below_ms
-            logger.info(
-                "stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
-                "on the event loop" if stages.inline else "on a thread",
-                probe_ms,
-                SETTINGS.inline_below_ms,
+            ready = self.remote.ready
+        self.slot = ModelSlot(self._pipeline(artifact), artifact.directory)
+        self.state = ServingState(slot=self.slot, settings=SETTINGS, ready=ready)
+        if SETTINGS.model_poll_s > 0 and not STAGE_SERVICES:
+            metrics = tripod_metrics()
+            watcher = ModelWatcher(
+                self.slot,
+                SETTINGS.model_dir,
+                self._pipeline,
+                interval_s=SETTINGS.model_poll_s,
+                on_swap=_swapped,
+                on_refused=lambda _reason: metrics.child(metrics.model_swaps, "refused").inc(),
             )
-        self.state = ServingState(pipeline=self.pipeline, settings=SETTINGS, ready=ready)
+            watcher.start()
         if SETTINGS.capture_destination:
             metrics = tripod_metrics()
             capture.WRITER = capture.CaptureWriter(
@@ -129,6 +136,33 @@ class Tripod:
             )
         settle_heap()
 
+    def _pipeline(self, artifact: ModelArtifact) -> Pipeline:
+        """The pipeline of a verified model: its stages opened (or the stage services), its observers, and
+        for local stages the probe that decides where they run.  Start-up and every model swap use it."""
+        manifest = artifact.manifest
+        stages: StageRunner
+        if self.remote is not None:
+            stages = self.remote
+        else:
+            stages = LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads)
+        observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family)
+        observers = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
+        pipeline = Pipeline(
+            artifact.graphs, stages, manifest=manifest, limits=SETTINGS.limits(), observers=observers
+        )
+        if isinstance(stages, LocalStages):
+            probe_ms = pipeline.probe_ms()
+            stages.inline = probe_ms < SETTINGS.inline_below_ms
+            logger.info(
+                "%s %s: stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
+                manifest.name,
+                manifest.version,
+                "on the event loop" if stages.inline else "on a thread",
+                probe_ms,
+                SETTINGS.inline_below_ms,
+            )
+        return pipeline
+
     @bentoml.on_shutdown
     def flush_capture(self) -> None:
         """Write every captured exchange still queued before the worker exits (after the drain)."""
@@ -139,7 +173,7 @@ class Tripod:
     @maps_errors
     async def predict(self, records: list[dict[str, Any]]) -> Predictions:
         """Predict a label for each record; its fields are the model's input columns."""
-        batch = await self.pipeline.predict_async(Records(records), Call("/predict"))
+        batch = await self.slot.pipeline.predict_async(Records(records), Call("/predict"))
         return predict_answer(batch)
 
 

@@ -66,6 +66,8 @@ class TripodMetrics:
     http_in_flight: Any
     """``tripod_http_requests_in_flight``: requests being handled now, health checks and scrapes excluded,
     summed over live workers (what an autoscaler on concurrency reads)."""
+    model_swaps: Any
+    """``tripod_model_swaps_total{outcome}``: model pointer moves handled, ``swapped`` or ``refused``."""
     capture_records: Any
     """``tripod_capture_records_total``: exchanges written by data capture."""
     capture_dropped: Any
@@ -111,6 +113,9 @@ def tripod_metrics() -> TripodMetrics:
             "Seconds from receiving an HTTP request to its last byte, by route template",
             ["route", "method"],
             buckets=REQUEST_BUCKETS,
+        ),
+        model_swaps=Counter(
+            "tripod_model_swaps", "Model pointer moves handled without a restart, by outcome", ["outcome"]
         ),
         capture_records=Counter("tripod_capture_records", "Exchanges written by data capture"),
         capture_dropped=Counter(
