@@ -11,6 +11,7 @@ answer's shape.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -62,18 +63,11 @@ _KSERVE_BODY = {
 }
 
 
+@dataclass(frozen=True)
 class Options:
-    """The explanation's query parameters (a FastAPI dependency, checked in one place)."""
+    """The explanation's query parameters as sent; :meth:`resolve` checks them against the model."""
 
-    def __init__(
-        self,
-        target: str | None = Query(None, alias="class", description="predicted (default), all, or a label"),
-        top_k: str | None = Query(None, description="contributions per class, largest first (default 10)"),
-        method: str | None = Query(None, description="auto (default), linear or sampling"),
-        budget: str | None = Query(None, description="sampling: model evaluations per record (default 64)"),
-        seed: str | None = Query(None, description="sampling: the seed (default 0)"),
-    ) -> None:
-        self.raw = {"target": target, "top_k": top_k, "method": method, "budget": budget, "seed": seed}
+    raw: dict[str, str | None]
 
     def resolve(self, state: ServingState) -> ExplainOptions:
         return explain_options(
@@ -81,6 +75,21 @@ class Options:
             labels=state.pipeline.class_names,
             max_budget=state.settings.explain_max_budget,
         )
+
+
+async def explain_query(
+    target: str | None = Query(None, alias="class", description="predicted (default), all, or a label"),
+    top_k: str | None = Query(None, description="contributions per class, largest first (default 10)"),
+    method: str | None = Query(None, description="auto (default), linear or sampling"),
+    budget: str | None = Query(None, description="sampling: model evaluations per record (default 64)"),
+    seed: str | None = Query(None, description="sampling: the seed (default 0)"),
+) -> Options:
+    """The query parameters (an async dependency: FastAPI would run a plain one on its thread pool)."""
+    return Options({"target": target, "top_k": top_k, "method": method, "budget": budget, "seed": seed})
+
+
+ExplainQuery = Annotated[Options, Depends(explain_query)]
+"""A route's explanation options."""
 
 
 def records_of(body: bytes, key: str) -> Records:
@@ -135,7 +144,7 @@ async def explained_rows(
     responses=ERROR_RESPONSES,
 )
 @maps_errors
-async def explain(state: State, request: Request, options: Annotated[Options, Depends()]) -> Response:
+async def explain(state: State, request: Request, options: ExplainQuery) -> Response:
     records = records_of(await request.body(), RECORDS)
     rows = await explained_rows(state, records, options.resolve(state), "/explain")
     return Response(encode_json(rows), media_type="application/json")
@@ -148,9 +157,7 @@ async def explain(state: State, request: Request, options: Annotated[Options, De
     responses=ERROR_RESPONSES,
 )
 @maps_errors
-async def kserve_explain(
-    state: State, request: Request, model_name: str, options: Annotated[Options, Depends()]
-) -> Response:
+async def kserve_explain(state: State, request: Request, model_name: str, options: ExplainQuery) -> Response:
     served = state.pipeline.manifest.name
     if model_name != served:
         raise ModelNotFound(f"model {model_name[:80]!r} is not served here; this server serves {served!r}")

@@ -25,7 +25,7 @@ from services.codecs.json_records import encode_json
 from services.codecs.media import ACCEPT_TYPES, CSV, JSON, JSONLINES, answer_format
 from services.errors import InvalidInput
 from services.http.errors import ERROR_RESPONSES, maps_errors
-from services.http.explain import Options, explain_records, explanation_objects
+from services.http.explain import ExplainQuery, explain_records, explanation_objects
 from services.http.state import ServingState, serving_state
 from services.runtime.pipeline import Call
 
@@ -104,7 +104,7 @@ async def ping(state: State) -> Response:
 async def invocations(
     state: State,
     request: Request,
-    options: Annotated[Options, Depends()],
+    options: ExplainQuery,
     keys: str | None = Query(
         None, description="comma-separated answer keys: predicted_label, probability, probabilities, labels"
     ),

@@ -284,9 +284,14 @@ class Pipeline:
     async def explain_async(
         self, decoded: Decoded, options: ExplainOptions, call: Call | None = None
     ) -> tuple[PredictionBatch, list[Explanation]]:
-        """:meth:`explain` without blocking the event loop: on a thread for local stages (an explanation is
-        many model calls), awaited stage by stage for remote ones."""
+        """:meth:`explain` without blocking the event loop for long: right here when the stages are light (see
+        :meth:`predict_async`) and the exact explainer answers one chunk (it is one small graph more than a
+        prediction), on a thread for other local calls (sampling is many model calls), awaited stage by stage
+        for remote stages."""
         if self.stages.local:
+            light = self.stages.inline and len(decoded) <= self.limits.chunk_rows
+            if light and self._explainer(options) is not None:
+                return self.explain(decoded, options, call)
             return await asyncio.to_thread(self.explain, decoded, options, call)
         call = call or Call()
         call.columns = columns = self.validate(decoded)
