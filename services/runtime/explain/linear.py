@@ -10,7 +10,9 @@ the text does not contain) contributes exactly zero and is never listed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -91,39 +93,63 @@ class LinearExplainer:
 
     def _record(self, values: np.ndarray, row: np.ndarray, contributions: np.ndarray) -> Explanation:
         present = np.flatnonzero(row)
-        spans_by_column: dict[str, dict[str, list[Span]]] = {}
-        parts: list[Part] = []
-        for index in present.tolist():
-            feature = self.features[index]
-            value = values[self.column_index[feature.column]]
-            if feature.kind == "text":
-                spans = spans_by_column.get(feature.column)
-                if spans is None:
-                    tokenizer = self.tokenizers.get(feature.column)
-                    spans = spans_by_column[feature.column] = (
-                        ngram_spans(
-                            str(value),
-                            tokenizer.token_pattern,
-                            lowercase=tokenizer.lowercase,
-                            ngram_max=tokenizer.ngram_max,
-                        )
-                        if tokenizer is not None
-                        else {}
-                    )
-                parts.append(
-                    Part(feature.column, feature.term or "", tuple(spans.get(feature.term or "", ())))
-                )
-            elif feature.kind == "categorical":
-                parts.append(Part(feature.column, feature.term or ""))
-            else:
-                number = float(value)
-                parts.append(Part(feature.column, "" if math.isnan(number) else repr(number)))
-        chosen = np.asarray(contributions[:, present], dtype=np.float64)
         return Explanation(
             method=self.method,
             output="margin",
-            parts=parts,
-            contributions=chosen,
+            parts=_Parts(self, values, present),
+            contributions=np.asarray(contributions[:, present], dtype=np.float64),
             base_values=self.base_values,
             values=self.base_values + np.asarray(contributions, dtype=np.float64).sum(axis=1),
         )
+
+    def part(self, values: np.ndarray, index: int, spans: dict[str, dict[str, list[Span]]]) -> Part:
+        """Feature ``index`` of a record as a :class:`Part` (``spans`` caches each text column's n-grams)."""
+        feature = self.features[index]
+        value = values[self.column_index[feature.column]]
+        if feature.kind == "text":
+            found = spans.get(feature.column)
+            if found is None:
+                tokenizer = self.tokenizers.get(feature.column)
+                found = spans[feature.column] = (
+                    ngram_spans(
+                        str(value),
+                        tokenizer.token_pattern,
+                        lowercase=tokenizer.lowercase,
+                        ngram_max=tokenizer.ngram_max,
+                    )
+                    if tokenizer is not None
+                    else {}
+                )
+            term = feature.term or ""
+            return Part(feature.column, term, tuple(found.get(term, ())))
+        if feature.kind == "categorical":
+            return Part(feature.column, feature.term or "")
+        number = float(value)
+        return Part(feature.column, "" if math.isnan(number) else repr(number))
+
+
+class _Parts(Sequence[Part]):
+    """A record's present features as parts, each built when first read: an answer shows its ``top_k``, so
+    the n-gram offsets of the other features are never worked out."""
+
+    def __init__(self, explainer: LinearExplainer, values: np.ndarray, present: np.ndarray) -> None:
+        self._explainer, self._values = explainer, values
+        self._present = present.tolist()
+        self._built: dict[int, Part] = {}
+        self._spans: dict[str, dict[str, list[Span]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._present)
+
+    @overload
+    def __getitem__(self, position: int) -> Part: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[Part]: ...
+    def __getitem__(self, position: int | slice) -> Part | list[Part]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        part = self._built.get(position)
+        if part is None:
+            index = self._present[position]  # IndexError past the end, as a list
+            part = self._built[position] = self._explainer.part(self._values, index, self._spans)
+        return part
