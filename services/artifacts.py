@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MANIFEST_DIGEST_NAME = "manifest.sha256"
 LATEST_LINK = "latest"
+VERSION_NAME = re.compile(r"v[0-9]+")
+"""How a version directory is named: ``v<N>`` (:func:`next_version_dir`)."""
 _HASH_CHUNK = 1 << 20
 
 # Stage files and the tensor names that connect the stages (models/README.md).
@@ -323,29 +326,52 @@ def _read_verified_manifest_bytes(model_dir: Path) -> bytes:
         raise ModelIntegrityError(
             f"{MANIFEST_DIGEST_NAME} is missing from {model_dir}: the manifest cannot be verified (re-export the model)"
         )
-    expected = digest_path.read_text(encoding="utf-8", errors="replace").split(maxsplit=1)[:1]
+    _check_manifest_digest(data, digest_path.read_bytes())
+    return data
+
+
+def _check_manifest_digest(data: bytes, digest_line: bytes) -> None:
+    expected = digest_line.decode("utf-8", errors="replace").split(maxsplit=1)[:1]
     if expected != [hashlib.sha256(data).hexdigest()]:
         raise ModelIntegrityError(
             f"{MANIFEST_NAME} does not match {MANIFEST_DIGEST_NAME}: the manifest was modified after export"
         )
-    return data
 
 
 def read_manifest(model_dir: Path) -> Manifest:
     """Parse a model directory's manifest after checking it against ``manifest.sha256``, without checking the
     other files (see :meth:`ModelArtifact.from_directory`)."""
-    data = _read_verified_manifest_bytes(model_dir)
+    return _parse_manifest(_read_verified_manifest_bytes(model_dir), str(model_dir))
+
+
+def manifest_from_bytes(data: bytes, digest_line: bytes, where: str) -> Manifest:
+    """Parse a manifest read from anywhere (an object store's prefix) after checking it against the bytes of its
+    ``manifest.sha256``: the checks of :func:`read_manifest`, without a directory.
+
+    Args:
+        data: the bytes of ``manifest.json``.
+        digest_line: the bytes of ``manifest.sha256``.
+        where: the directory or prefix the two came from, for messages.
+
+    Raises:
+        ModelIntegrityError: the manifest does not match its digest, does not parse, or has another schema.
+    """
+    _check_manifest_digest(data, digest_line)
+    return _parse_manifest(data, where.rstrip("/"))
+
+
+def _parse_manifest(data: bytes, where: str) -> Manifest:
     try:
         manifest = Manifest.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "manifest"
+        location = ".".join(str(part) for part in first["loc"]) or "manifest"
         raise ModelIntegrityError(
-            f"{model_dir / MANIFEST_NAME} is not a valid manifest: {where}: {first['msg']}"
+            f"{where}/{MANIFEST_NAME} is not a valid manifest: {location}: {first['msg']}"
         ) from exc
     if manifest.schema_version != SCHEMA_VERSION:
         raise ModelIntegrityError(
-            f"{model_dir / MANIFEST_NAME} has schema version {manifest.schema_version}; this Tripod reads {SCHEMA_VERSION}"
+            f"{where}/{MANIFEST_NAME} has schema version {manifest.schema_version}; this Tripod reads {SCHEMA_VERSION}"
         )
     return manifest
 
@@ -473,6 +499,38 @@ def point_latest(model_root: Path, version_dir: Path) -> Path:
     tmp.symlink_to(version_dir.name)
     tmp.replace(link)
     return link
+
+
+def pointer_text(version: str) -> bytes:
+    """The body of an object store's ``<registry>/<name>/latest`` object, which stands for the local symlink
+    (S3 has no links): the version's name and a newline, ``b"v3\\n"``."""
+    return f"{check_version_name(version)}\n".encode()
+
+
+def parse_pointer(data: bytes, where: str) -> str:
+    """The version a ``latest`` pointer object names (see :func:`pointer_text`).
+
+    Raises:
+        ModelIntegrityError: the object does not hold one version name.
+    """
+    text = data.decode("utf-8", errors="replace").strip()
+    try:
+        return check_version_name(text)
+    except ValueError as exc:
+        raise ModelIntegrityError(
+            f"{where} is not a model pointer: it must hold one version name such as v3, not {text[:40]!r}"
+        ) from exc
+
+
+def check_version_name(version: str) -> str:
+    """``version`` if it names a version directory (``v<N>``, what :func:`next_version_dir` creates).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if VERSION_NAME.fullmatch(version) is None:
+        raise ValueError(f"{version!r} is not a version name (v1, v2, …)")
+    return version
 
 
 def dump_json(path: Path, payload: object) -> None:

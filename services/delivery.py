@@ -34,7 +34,10 @@ the one step that is not atomic, and harmless, since nothing was there).  A DEST
 or a non-empty directory not made by a pull is refused: pull to ``DEST/current`` instead.
 
 Storage goes through :mod:`services.batch.storage` (fsspec; s3fs for ``s3://`` with the standard ``AWS_*``
-settings), so errors are one line and no credential is ever printed.  A local source may be a ``latest`` link.
+settings), so errors are one line and no credential is ever printed.  A local source may be a ``latest`` link;
+an S3 source may be a registry's pointer object ``s3://bucket/registry/<name>/latest`` (S3 has no links: the
+object's body names the version, ``v3``; see :mod:`services.registry`), which is read once and its version
+pulled, so an init container that pulls ``…/latest`` starts the pod on whatever ``tripod models promote`` chose.
 """
 
 from __future__ import annotations
@@ -53,10 +56,12 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from services.artifacts import (
+    LATEST_LINK,
     MANIFEST_DIGEST_NAME,
     MANIFEST_NAME,
     Manifest,
     ModelArtifact,
+    parse_pointer,
     read_manifest,
     resolve_model_dir,
 )
@@ -131,7 +136,8 @@ def pull_model(source: str, dest: Path) -> ModelSummary:
     """Copy the model directory at ``source`` to ``dest``, verified, and make it appear there atomically.
 
     Args:
-        source: a local model directory (or its ``latest`` link) or an S3 prefix ``s3://bucket/models/name/v3``.
+        source: a local model directory (or its ``latest`` link), an S3 prefix ``s3://bucket/models/name/v3``, or
+            an S3 registry's pointer object ``s3://bucket/models/name/latest``.
         dest: where the server reads the model: a symlink this function (re)points (see the module docstring).
 
     Returns:
@@ -173,10 +179,25 @@ def pull_model(source: str, dest: Path) -> ModelSummary:
 
 
 def _source_url(source: str) -> str:
-    """An S3 prefix without its trailing ``/``, or the real local directory (a ``latest`` link followed)."""
+    """An S3 prefix without its trailing ``/`` (a ``latest`` pointer object followed), or the real local
+    directory (a ``latest`` link followed)."""
     if storage.is_s3(source):
-        return source.rstrip("/")
+        url = source.rstrip("/")
+        if url.rpartition("/")[2] == LATEST_LINK and storage.exists(url):
+            return resolve_s3_pointer(url)
+        return url
     return str(resolve_model_dir(Path(source.removeprefix("file://"))))
+
+
+def resolve_s3_pointer(url: str) -> str:
+    """The version prefix that the pointer object ``s3://…/<name>/latest`` names (its body is ``v3``), beside it.
+
+    Raises:
+        ModelIntegrityError: the object does not hold a version name.
+        StorageError: it cannot be read.
+    """
+    version = parse_pointer(storage.read_bytes(url), url)
+    return f"{url.rpartition('/')[0]}/{version}"
 
 
 def _read_source_file(url: str, name: str) -> bytes:
