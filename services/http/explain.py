@@ -33,34 +33,15 @@ RECORDS = "records"
 router = APIRouter(tags=["Explanations"])
 State = Annotated[ServingState, Depends(serving_state)]
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {RECORDS: {"type": "array", "items": {"type": "object"}}},
-                    "required": [RECORDS],
-                }
-            }
-        },
+
+def _records_body(key: str) -> dict[str, Any]:
+    """OpenAPI for a JSON body ``{key: [records]}``."""
+    schema = {
+        "type": "object",
+        "properties": {key: {"type": "array", "items": {"type": "object"}}},
+        "required": [key],
     }
-}
-_KSERVE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {INSTANCES: {"type": "array", "items": {"type": "object"}}},
-                    "required": [INSTANCES],
-                }
-            }
-        },
-    }
-}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 @dataclass(frozen=True)
@@ -140,7 +121,7 @@ async def explained_rows(
 @router.post(
     "/explain",
     summary="Predict and explain: each record's answer with the contributions of its words and fields",
-    openapi_extra=_BODY,
+    openapi_extra=_records_body(RECORDS),
     responses=ERROR_RESPONSES,
 )
 @maps_errors
@@ -153,7 +134,7 @@ async def explain(state: State, request: Request, options: ExplainQuery) -> Resp
 @router.post(
     "/v1/models/{model_name}:explain",
     summary="KServe V1 explain: {instances: [...]} in, {explanations: [...]} out",
-    openapi_extra=_KSERVE_BODY,
+    openapi_extra=_records_body(INSTANCES),
     responses=ERROR_RESPONSES,
 )
 @maps_errors

@@ -42,6 +42,9 @@ from services.runtime.schema import Decoded, InputSchema
 from services.runtime.stages import LocalStages, class_indices
 
 Flow = Generator[tuple[str, Any], Any, PredictionBatch]
+ExplainFlow = Generator[
+    tuple[np.ndarray, list[np.ndarray] | None], PredictionBatch, tuple[PredictionBatch, list[Explanation]]
+]
 
 
 @dataclass
@@ -262,22 +265,15 @@ class Pipeline:
                 fields than the sampling budget can give a share.
         """
         call = call or Call()
-        call.columns = columns = self.validate(decoded)
-        linear = self._explainer(options)
-        batches: list[PredictionBatch] = []
-        explained: list[Explanation] = []
-        for chunk in self._chunks(columns):
-            tap: list[np.ndarray] = []
-            batch = self._drive(chunk, tap)
-            batches.append(batch)
-            if linear is not None:
-                explained += linear.explain(chunk, tap[0])
-                continue
-            plans = [self.sampler.plan(row, options) for row in chunk]
-            rows = _evaluation_rows(plans, len(self.input_names))
-            parts = [self._drive(part) for part in self._chunks(rows)] if len(rows) else []
-            explained += self._finish(plans, parts, batch)
-        batch = concat(batches)
+        call.columns = self.validate(decoded)
+        flow = self._explain_flow(call.columns, options)
+        request = next(flow)
+        while True:
+            try:
+                request = flow.send(self._drive(*request))
+            except StopIteration as finished:
+                batch, explained = finished.value
+                break
         self._done(call, batch)
         return batch, explained
 
@@ -294,24 +290,39 @@ class Pipeline:
                 return self.explain(decoded, options, call)
             return await asyncio.to_thread(self.explain, decoded, options, call)
         call = call or Call()
-        call.columns = columns = self.validate(decoded)
+        call.columns = self.validate(decoded)
+        flow = self._explain_flow(call.columns, options)
+        request = next(flow)
+        while True:
+            try:
+                request = flow.send(await self._drive_async(*request))
+            except StopIteration as finished:
+                batch, explained = finished.value
+                break
+        self._done(call, batch)
+        return batch, explained
+
+    def _explain_flow(self, columns: np.ndarray, options: ExplainOptions) -> ExplainFlow:
+        """What an explanation runs, written once: yields ``(rows, tap)`` for the stages and receives their
+        answer; returns the records' answers and explanations.  The exact explainer taps each chunk's
+        features; sampling runs its masked records through the same stages."""
         linear = self._explainer(options)
         batches: list[PredictionBatch] = []
         explained: list[Explanation] = []
         for chunk in self._chunks(columns):
             tap: list[np.ndarray] = []
-            batch = await self._drive_async(chunk, tap)
+            batch = yield chunk, tap
             batches.append(batch)
             if linear is not None:
-                explained += await asyncio.to_thread(linear.explain, chunk, tap[0])
+                explained += linear.explain(chunk, tap[0])
                 continue
             plans = [self.sampler.plan(row, options) for row in chunk]
             rows = _evaluation_rows(plans, len(self.input_names))
-            parts = [await self._drive_async(part) for part in self._chunks(rows)] if len(rows) else []
+            parts = []
+            for part in self._chunks(rows) if len(rows) else []:
+                parts.append((yield part, None))
             explained += self._finish(plans, parts, batch)
-        batch = concat(batches)
-        self._done(call, batch)
-        return batch, explained
+        return concat(batches), explained
 
     def _explainer(self, options: ExplainOptions) -> LinearExplainer | None:
         """The exact explainer when the options and the model allow it; None means sampling."""

@@ -6,12 +6,9 @@ MinIO or AWS itself.
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -19,28 +16,7 @@ import pytest
 
 from training.lake import InputSpec, Lake, LakeError, load_input, s3_filesystem
 
-moto_server = pytest.importorskip("moto.server")
-pytest.importorskip("s3fs")
-
 BUCKET = "tripod-lake"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
