@@ -22,6 +22,7 @@ import typer.main
 from services.errors import TripodError
 from tripod.cli_data import register_data_commands
 from tripod.cli_models import register_models_commands
+from tripod.cli_monitor import register_monitor_commands
 
 if TYPE_CHECKING:  # the training extras are imported only by the commands that need them
     from training.automl.candidate import Preset
@@ -423,6 +424,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 register_data_commands(app)
 # Model delivery (models pull, models verify): the init container's verbs.
 register_models_commands(app)
+# Model monitoring (monitor baseline, monitor run): training-side analysis of what serving captured.
+register_monitor_commands(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
