@@ -18,7 +18,8 @@ from loadtests.run import run_locust
 
 SCENARIOS = {"/predict [1]", "/predict [8]", "/invocations csv [8]", "/v2 infer [8]", "/explain [1]"}
 EVEN_WEIGHTS = {
-    f"TRIPOD_LOAD_WEIGHT_{name}": "1" for name in ("PREDICT", "PREDICT_BATCH", "INVOCATIONS", "OIP", "EXPLAIN")
+    f"TRIPOD_LOAD_WEIGHT_{name}": "1"
+    for name in ("PREDICT", "PREDICT_BATCH", "INVOCATIONS", "OIP", "EXPLAIN")
 }
 LOAD = {
     **EVEN_WEIGHTS,
