@@ -43,6 +43,7 @@ def test_explain_answers_the_in_process_pipeline_with_every_contribution(
     options = explain_options(method=method, top_k=1000, seed=3, labels=pipeline.class_names)
     batch, explained = pipeline.explain(Records(_records(column)), options)
     local = [e.json(options, pipeline.class_names, i) for e, i in zip(explained, batch.indices, strict=True)]
+    assert batch.labels is not None
     assert [row["predicted_label"] for row in served] == list(batch.labels)
     for row, want, text in zip(served, local, REVIEWS, strict=True):
         got = row["explanation"]

@@ -14,6 +14,7 @@ import pytest
 
 from services.artifacts import InputColumn
 from services.errors import InvalidInput
+from services.runtime.explain.explanation import Explanation
 from services.runtime.explain.options import ExplainOptions, explain_options
 from services.runtime.explain.sampling import SamplingExplainer, _exact_shapley
 from services.runtime.explain.tokens import lower_in_place, ngram_spans, remove_spans, words
@@ -87,7 +88,7 @@ def _scores(rows: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def _explain(row: list[object], options: ExplainOptions) -> tuple[np.ndarray, object]:
+def _explain(row: list[object], options: ExplainOptions) -> tuple[np.ndarray, Explanation]:
     explainer = SamplingExplainer([TEXT, COLOR, SIZE], regression=False)
     record = np.array(row, dtype=object)
     plan = explainer.plan(record, options)
@@ -138,7 +139,7 @@ def test_short_records_get_exact_shapley_values() -> None:
             np.array([explainer._masked(record, explainer._players(record, 64), mask)], dtype=object)
         )[0]
 
-    brute = np.zeros((2, count))
+    brute: np.ndarray = np.zeros((2, count), dtype=np.float64)
     for order in itertools.permutations(range(count)):
         for k, player in enumerate(order):
             brute[:, player] += value(order[: k + 1]) - value(order[:k])
@@ -244,7 +245,7 @@ def test_a_real_model_explains_each_sentiment_word_first(sentiment_model: Path, 
     options = explain_options(method=method, labels=pipeline.class_names)
     texts = ["The terrible dress arrived on time", "The lovely dress arrived on time"]
     batch, explained = pipeline.explain(Records([{"review": t} for t in texts]), options)
-    assert list(batch.labels) == ["negative", "positive"]
+    assert batch.labels is not None and list(batch.labels) == ["negative", "positive"]
     for text, explanation, index in zip(texts, explained, batch.indices.tolist(), strict=True):
         answer = explanation.json(options, pipeline.class_names, index)
         (chosen,) = answer["classes"]
@@ -272,6 +273,7 @@ def test_the_linear_explainer_lists_only_words_the_text_contains_and_adds_up_to_
     batch, (explanation,) = pipeline.explain(Records([{"review": text}]), options)
     answer = explanation.json(options, pipeline.class_names, int(batch.indices[0]))
     assert answer["method"] == "linear" and answer["output"] == "margin"
+    assert batch.probabilities is not None
     for entry, probability in zip(answer["classes"], batch.probabilities[0], strict=True):
         # a binary model's margin is the class's log-odds: sigmoid(value) is its probability
         assert 1 / (1 + math.exp(-entry["value"])) == pytest.approx(float(probability), abs=1e-5)
