@@ -28,6 +28,7 @@ def _sane_point(point: dict[str, Any]) -> None:
     assert len(point["load"]) == 2
 
 
+@pytest.mark.slow
 def test_quick_explain_benchmark_run(
     trained_model_dir: Path, prepared_reviews_path: Path, tmp_path: Path
 ) -> None:

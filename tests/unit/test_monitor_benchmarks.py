@@ -20,6 +20,7 @@ def _load(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_scale_benchmark_short_form(
     trained_model_dir: Path, prepared_reviews_path: Path, tmp_path: Path
 ) -> None:
@@ -35,6 +36,7 @@ def test_scale_benchmark_short_form(
     )
 
 
+@pytest.mark.slow
 def test_thresholds_benchmark_short_form(
     prepared_reviews_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
