@@ -4,6 +4,8 @@ no failed request; a tampered version is refused, counted and logged while the o
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -111,3 +113,42 @@ def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
     assert "model swap refused, still serving v1: classifier.onnx does not match its sha256" in log
     point_latest(registry, registry / "v2")  # a good version after a bad one is taken
     assert _wait_for(lambda: _served_version(server) == "v2")
+
+
+def test_promote_then_rollback_under_load_fails_no_request_and_the_server_follows(
+    server: RunningServer, registry: Path
+) -> None:
+    def models(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tripod.cli", "models", *args, "--registry", str(registry.parent)]
+        done = [*command, "--name", "reviews"]
+        return subprocess.run(done, capture_output=True, text=True, timeout=120, check=False)
+
+    outcomes: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def client() -> None:
+        body = {"records": [{"review_body": "Soft fabric, true to size"}]}
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set() and sum(outcomes.values()) < 5_000:
+                outcomes[http.post(f"{server.url}/predict", json=body).status_code] += 1
+
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for thread in clients:
+        thread.start()
+    try:
+        promoted = models("promote", "--version", "v2", "--reason", "canary looked fine")
+        assert promoted.returncode == 0, promoted.stderr
+        assert _wait_for(lambda: _served_version(server) == "v2")
+        refused = models("promote", "--version", "v3")  # the tampered one: refused, latest stays on v2
+        assert refused.returncode == 2 and refused.stderr.startswith("tripod: error: ")
+        rolled = models("rollback", "--reason", "back to v1")
+        assert rolled.returncode == 0, rolled.stderr
+        assert _wait_for(lambda: _served_version(server) == "v1")
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+    assert set(outcomes) == {200} and outcomes[200] > 20, outcomes
+    assert _metric(server, 'tripod_model_swaps_total{outcome="swapped"}') == 2
+    history = [line for line in (registry / "history.jsonl").read_text().splitlines() if line]
+    assert len(history) == 2 and '"rollback"' in history[-1]
