@@ -57,7 +57,6 @@ DEFAULT_VARIANT = "AllTraffic"
 """SageMaker's name of an endpoint's only production variant."""
 CAPTURED_ROUTES = frozenset({"/predict", "/invocations", "/explain"})
 """Inference routes whose exchanges are captured (plus OIP ``infer`` and KServe's ``:explain``, by suffix)."""
-_STOP = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +118,8 @@ class CaptureWriter:
         endpoint, variant: the path parts SageMaker uses.
         percent: share of exchanges captured (0–100), drawn per request.
         max_queue: exchanges held in memory at most; more are dropped and counted.
-        flush_records, flush_seconds: a file is written when this many exchanges wait, or this long after the
-            first of them arrived, whichever comes first.
+        flush_records, flush_seconds: the writer wakes when this many exchanges wait, or every this many
+            seconds, and writes everything waiting.
         seed: the sampling's random seed (tests); None draws from the OS.
     """
 
@@ -142,13 +141,15 @@ class CaptureWriter:
         self.endpoint, self.variant = endpoint, variant
         self.share = percent / 100.0
         self.flush_records, self.flush_seconds = flush_records, flush_seconds
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_queue)
         self._random = random.Random(seed)
         self._on_drop = on_drop or (lambda: None)
         self._on_write = on_write or (lambda _n: None)
         self._files = 0
         self.dropped = 0
         self.written = 0
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="tripod-capture", daemon=True)
         self._thread.start()
 
@@ -166,36 +167,37 @@ class CaptureWriter:
             self.dropped += 1
             self._on_drop()
             return False
+        if self._queue.qsize() >= self.flush_records:
+            self._wake.set()
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write everything queued, then stop the thread; give up after ``timeout_s`` (an object store that
         hangs must not hold a pod past its grace period: 5 s preStop + 20 s drain + these 10 s < 35 s)."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout_s)
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout_s)
 
     # -- the writer thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: list[tuple[str, bytes]] = []
-        deadline = None
+        """Sleep until woken (enough waiting, or stopping) or the flush interval passes, then write everything
+        waiting.  The thread never wakes per exchange: a wake-up per request made the event loop hand the GIL
+        over once a request."""
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._flush(pending)
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping
+            lines: list[tuple[str, bytes]] = []
+            while True:
+                try:
+                    lines.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if lines:
+                self._flush(lines)
+            if stopping:
                 return
-            if isinstance(item, tuple):
-                pending.append(item)
-                if deadline is None:
-                    deadline = time.monotonic() + self.flush_seconds
-            if pending and (len(pending) >= self.flush_records or time.monotonic() >= (deadline or 0)):
-                self._flush(pending)
-                pending, deadline = [], None
 
     def _flush(self, lines: list[tuple[str, bytes]]) -> None:
         """Write encoded lines to one file per UTC hour they fall in."""
