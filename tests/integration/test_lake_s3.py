@@ -20,21 +20,12 @@ BUCKET = "tripod-lake"
 
 
 @pytest.fixture
-def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    env = {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def aws_env(s3_env: dict[str, str]) -> dict[str, str]:
+    """The shared moto variables (tests/conftest.py), with the lake's bucket."""
     fs = s3_filesystem()
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
-    return env
+    return s3_env
 
 
 @pytest.fixture
