@@ -19,6 +19,12 @@ class InvalidInput(TripodError):
     status_code = 400
 
 
+class UnknownVariant(TripodError):
+    """400: a request named a production variant the server does not have, or a shadow variant."""
+
+    status_code = 400
+
+
 class ModelNotFound(TripodError):
     """404: no model of that name is served."""
 

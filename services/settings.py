@@ -31,6 +31,17 @@ class ServingSettings(BaseModel):
         description="seconds between looks at where model_dir leads; a moved `latest` link is verified and "
         "swapped in without a restart (0: never; stage services: never, a new model is a rollout)",
     )
+    variants: Path | None = Field(
+        None,
+        description="production variants: a YAML/JSON file naming each variant's model directory, weight and "
+        "shadow flag (unset: one variant, AllTraffic, serving model_dir); weights are re-read every model_poll_s",
+    )
+    variant_seed: int | None = Field(
+        None, description="seed of the per-request weighted variant choice (tests)"
+    )
+    shadow_max_in_flight: int = Field(
+        32, gt=0, description="shadow calls running at once in a worker; more copies are dropped and counted"
+    )
     max_request_bytes: int = Field(6 * 1024 * 1024, gt=0, description="larger bodies get 413")
     max_records: int = Field(10_000, gt=0, description="more records in one request get 413")
     max_batch_size: int = Field(64, gt=1, description="adaptive batching: most rows a stage runs at once")
@@ -93,9 +104,6 @@ class ServingSettings(BaseModel):
     capture_endpoint: str = Field(
         "", description="data capture: the endpoint part of the path (default: the model's name)"
     )
-    capture_variant: str = Field(
-        "AllTraffic", min_length=1, description="data capture: the variant part of the path"
-    )
     capture_queue: int = Field(
         10_000,
         gt=0,
@@ -156,7 +164,10 @@ class ServingSettings(BaseModel):
             first = exc.errors()[0]
             variable = ENV_PREFIX + str(first["loc"][0]).upper()
             raise TripodError(f"{variable}: {first['msg']}") from exc
-        return settings.model_copy(update={"model_dir": settings.model_dir.expanduser().absolute()})
+        update: dict[str, Path] = {"model_dir": settings.model_dir.expanduser().absolute()}
+        if settings.variants is not None:
+            update["variants"] = settings.variants.expanduser().absolute()
+        return settings.model_copy(update=update)
 
     def environ(self) -> dict[str, str]:
         """The variables that reproduce these settings in a child process (``tripod serve`` uses it)."""

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
@@ -223,8 +224,8 @@ def predict(
     settings = ServingSettings.from_env()
     limits = Limits(max_text_chars=settings.max_text_chars, chunk_rows=batch_size)
     pipeline = Pipeline.from_directory(model, threads=settings.onnx_threads, limits=limits)
-    with _sigterm_as_interrupt():
-        rows = predict_file(pipeline, input, output, batch_size=batch_size)
+    with _signals_request_stop() as stop:
+        rows = predict_file(pipeline, input, output, batch_size=batch_size, stop=stop)
     typer.echo(f"wrote {rows} predictions to {output}")
 
 
@@ -331,17 +332,31 @@ def serve(
             help="where the three stages run: local (in each entry worker) or services ($TRIPOD_STAGES)"
         ),
     ] = None,
+    variants: Annotated[
+        Path | None,
+        typer.Option(
+            help="production variants file (YAML/JSON), served instead of --model ($TRIPOD_VARIANTS)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
     as three stage services with --stages services)."""
     from services.artifacts import ModelArtifact
     from services.http.entrypoint import SAGEMAKER_HOST, SAGEMAKER_PORT, bentoml_serve_command
     from services.http.worker import die_with_parent
+    from services.monitoring.variants import served_variants
     from services.settings import ENV_PREFIX, ServingSettings
 
     settings = ServingSettings.from_env()
     model_dir = model.expanduser().absolute() if model else None
-    overrides = {"model_dir": model_dir, "workers": workers, "threads": threads, "stages": stages}
+    variants_file = variants.expanduser().absolute() if variants else None
+    overrides = {
+        "model_dir": model_dir,
+        "workers": workers,
+        "threads": threads,
+        "stages": stages,
+        "variants": variants_file,
+    }
     settings = ServingSettings.from_env(
         {
             **settings.environ(),
@@ -355,7 +370,8 @@ def serve(
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
     # Refuse a broken model directory (files, manifest) and a taken port before starting any process.
-    artifact = ModelArtifact.from_directory(settings.model_dir)
+    specs = served_variants(settings.variants, settings.model_dir)
+    artifacts = [ModelArtifact.from_directory(spec.model) for spec in specs]
     _require_free_port(host, port)
     # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
     # starts, so two servers sharing a home wipe each other's metrics: each server gets a home of its own.
@@ -371,15 +387,25 @@ def serve(
             # would otherwise add to the cold start; a model it refuses stops the server before it answers.
             from services.runtime.stages import LocalStages
 
-            LocalStages(artifact.graphs)
+            for artifact in artifacts:
+                LocalStages(artifact.graphs)
         except TripodError:
             process.kill()
             process.wait()
             raise
-        manifest = artifact.manifest
-        typer.echo(
-            f"serving {manifest.name} {manifest.version} from {artifact.directory} on http://{host}:{port}"
-        )
+        for spec, artifact in zip(specs, artifacts, strict=True):
+            manifest = artifact.manifest
+            role = (
+                " (shadow)"
+                if spec.shadow
+                else ""
+                if settings.variants is None
+                else f" (weight {spec.weight:g})"
+            )
+            typer.echo(
+                f"serving {manifest.name} {manifest.version} from {artifact.directory} as {spec.name}{role} "
+                f"on http://{host}:{port}"
+            )
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
             code = process.wait()
@@ -404,6 +430,23 @@ def _require_free_port(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+@contextlib.contextmanager
+def _signals_request_stop() -> Iterator[threading.Event]:
+    """Ctrl-C and SIGTERM set an event that a chunked loop checks between chunks: the loop stops at a safe
+    point, never with an exception thrown into an ONNX call."""
+    stop = threading.Event()
+
+    def request(*_: object) -> None:
+        stop.set()
+
+    previous = {number: signal.signal(number, request) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

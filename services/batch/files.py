@@ -6,7 +6,9 @@ beside the text); a missing input column is an error naming the columns the file
 ones HTTP uses, so a record gets the same answer or the same error either way.
 
 Nothing is lost or half-written: predictions go to ``<output>.part`` and are renamed to ``<output>`` only when
-every row is answered; on any error, Ctrl-C or SIGTERM the partial file is removed.  The output may not be
+every row is answered; on any error, Ctrl-C or SIGTERM the partial file is removed.  A signal does not raise
+in the middle of an ONNX call: the CLI sets ``stop``, and the loop checks it between chunks (an exception
+thrown into native code at an arbitrary instant once crashed the process before it could clean up).  The output may not be
 the input (that would destroy it), and a full disk or an unwritable place is a one-line error.
 """
 
@@ -16,6 +18,7 @@ import csv
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -114,9 +117,17 @@ def _check_destination(source: Path, destination: Path) -> None:
 
 
 def predict_file(
-    pipeline: Pipeline, source: Path, destination: Path, *, batch_size: int = 256, progress: bool = True
+    pipeline: Pipeline,
+    source: Path,
+    destination: Path,
+    *,
+    batch_size: int = 256,
+    progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> int:
     """Predict every record of ``source`` into ``destination``; returns the number of records written.
+
+    ``stop``, once set, ends the run at the next chunk with ``KeyboardInterrupt`` (partial file removed).
 
     Raises:
         InvalidInput: unreadable or non-UTF-8 input, malformed CSV/JSON, or an unsupported file type.
@@ -138,6 +149,8 @@ def predict_file(
                 tqdm(total=total, unit="rows", disable=None if progress else True, desc="predict")
             )
             for records in read_chunks(handle, source, batch_size):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
                 if not records.items:  # an input with no records: an output with none
                     continue
                 try:

@@ -36,6 +36,7 @@ from services.errors import ModelNotFound, SchemaError
 from services.http.errors import ERROR_RESPONSES, maps_errors
 from services.http.state import ServingState, serving_state
 from services.monitoring.metrics import metric_totals
+from services.monitoring.variants import current_variant
 from services.runtime.pipeline import Call
 
 router = APIRouter(tags=["Open Inference Protocol"])
@@ -103,10 +104,10 @@ def model_tensors(manifest: Manifest) -> tuple[list[TensorMetadata], list[Tensor
     return inputs, outputs
 
 
-def model_metadata(manifest: Manifest) -> ModelMetadata:
+def model_metadata(manifest: Manifest, versions: list[str]) -> ModelMetadata:
     inputs, outputs = model_tensors(manifest)
     return ModelMetadata(
-        name=manifest.name, versions=[manifest.version], platform=PLATFORM, inputs=inputs, outputs=outputs
+        name=manifest.name, versions=versions, platform=PLATFORM, inputs=inputs, outputs=outputs
     )
 
 
@@ -158,7 +159,7 @@ def served_model(state: ServingState, name: str, model_version: str | None = Non
         ModelNotFound: another name or version.
     """
     manifest = state.pipeline.manifest
-    if name != manifest.name or model_version not in (None, "", manifest.version):
+    if name != manifest.name or model_version not in (None, "", manifest.version, current_variant()):
         wanted = name if not model_version else f"{name} version {model_version}"
         raise ModelNotFound(f"no model {wanted!r}; this server serves {manifest.name!r} {manifest.version}")
     return manifest
@@ -191,7 +192,7 @@ async def server_ready(state: State) -> Response:
 @router.get("/v2/models/stats")
 @maps_errors
 async def all_model_statistics(state: State) -> dict[str, Any]:
-    return inference_statistics(state.pipeline.manifest)
+    return inference_statistics(_served(state))
 
 
 @model_routes("GET", response_model=ModelMetadata, responses=ERROR_RESPONSES)
@@ -199,7 +200,7 @@ async def all_model_statistics(state: State) -> dict[str, Any]:
 async def get_model_metadata(
     state: State, model_name: str, model_version: str | None = None
 ) -> ModelMetadata:
-    return model_metadata(served_model(state, model_name, model_version))
+    return model_metadata(served_model(state, model_name, model_version), state.variants.versions())
 
 
 @model_routes("GET", "/ready", responses=ERROR_RESPONSES)
@@ -223,62 +224,77 @@ async def get_model_config(state: State, model_name: str, model_version: str | N
 @router.post("/v2/repository/index")
 @maps_errors
 async def repository_index(state: State) -> list[dict[str, str]]:
-    manifest = state.pipeline.manifest
+    """One entry per answering variant (the version is the variant's name, or the model's version when the
+    server has no variants file)."""
     ready = await state.ready()
     return [
         {
             "name": manifest.name,
-            "version": manifest.version,
+            "version": version,
             "state": "READY" if ready else "UNAVAILABLE",
             "reason": "",
         }
+        for manifest, version, _ in _served(state)
     ]
 
 
-def inference_statistics(manifest: Manifest) -> dict[str, Any]:
-    """Triton's statistics for the one model, from the metrics every worker writes.
+def inference_statistics(served: list[tuple[Manifest, str, str]]) -> dict[str, Any]:
+    """Triton's statistics, one entry per ``(manifest, version, variant)``, from the metrics every worker
+    writes.
 
     ``inference_count`` counts records, ``execution_count`` calls of the pipeline; ``compute_input`` is
     decoding, ``compute_infer`` the stages, ``compute_output`` encoding (nanoseconds, summed).
     """
     totals = metric_totals()
-    calls = int(totals.get("tripod_request_records_count", 0))
 
-    def duration(*stages: str) -> dict[str, int]:
-        seconds = sum(totals.get(f"tripod_stage_duration_seconds_sum{{stage={s}}}", 0.0) for s in stages)
-        count = max(
-            (int(totals.get(f"tripod_stage_duration_seconds_count{{stage={s}}}", 0)) for s in stages),
-            default=0,
-        )
-        return {"count": count, "ns": int(seconds * 1e9)}
+    def entry(manifest: Manifest, version: str, variant: str) -> dict[str, Any]:
+        calls = int(totals.get(f"tripod_request_records_count{{variant={variant}}}", 0))
 
-    infer = duration("transformer", "classifier", "inverse_label", "regressor")
-    return {
-        "model_stats": [
-            {
-                "name": manifest.name,
-                "version": manifest.version,
-                "last_inference": int(time.time() * 1000) if calls else 0,
-                "inference_count": int(totals.get("tripod_request_records_sum", 0)),
-                "execution_count": calls,
-                "inference_stats": {
-                    "success": {"count": calls, "ns": infer["ns"]},
-                    "fail": {"count": 0, "ns": 0},
-                    "queue": {"count": 0, "ns": 0},
-                    "compute_input": duration("decode"),
-                    "compute_infer": infer,
-                    "compute_output": duration("encode"),
-                },
-                "batch_stats": [],
-            }
-        ]
-    }
+        def duration(*stages: str) -> dict[str, int]:
+            keys = [f"{{stage={stage},variant={variant}}}" for stage in stages]
+            seconds = sum(totals.get(f"tripod_stage_duration_seconds_sum{key}", 0.0) for key in keys)
+            count = max(
+                (int(totals.get(f"tripod_stage_duration_seconds_count{key}", 0)) for key in keys), default=0
+            )
+            return {"count": count, "ns": int(seconds * 1e9)}
+
+        infer = duration("transformer", "classifier", "inverse_label", "regressor")
+        return {
+            "name": manifest.name,
+            "version": version,
+            "last_inference": int(time.time() * 1000) if calls else 0,
+            "inference_count": int(totals.get(f"tripod_request_records_sum{{variant={variant}}}", 0)),
+            "execution_count": calls,
+            "inference_stats": {
+                "success": {"count": calls, "ns": infer["ns"]},
+                "fail": {"count": 0, "ns": 0},
+                "queue": {"count": 0, "ns": 0},
+                "compute_input": duration("decode"),
+                "compute_infer": infer,
+                "compute_output": duration("encode"),
+            },
+            "batch_stats": [],
+        }
+
+    return {"model_stats": [entry(*item) for item in served]}
+
+
+def _served(state: ServingState) -> list[tuple[Manifest, str, str]]:
+    """``(manifest, OIP version, variant name)`` of every answering variant."""
+    variants = state.variants
+    return [
+        (variant.slot.pipeline.manifest, version, variant.name)
+        for variant, version in zip(variants.answering, variants.versions(), strict=True)
+    ]
 
 
 @model_routes("GET", "/stats", responses=ERROR_RESPONSES)
 @maps_errors
 async def model_statistics(state: State, model_name: str, model_version: str | None = None) -> dict[str, Any]:
-    return inference_statistics(served_model(state, model_name, model_version))
+    served_model(state, model_name, model_version)
+    if not model_version:
+        return inference_statistics(_served(state))
+    return inference_statistics([entry for entry in _served(state) if entry[2] == current_variant()])
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

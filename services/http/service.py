@@ -18,6 +18,7 @@ reaches the same :class:`~services.runtime.pipeline.Pipeline` through :class:`Se
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -27,7 +28,8 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from services.artifacts import ModelArtifact
-from services.http import explain, oip, protocol, sagemaker, timeouts
+from services.errors import TripodError
+from services.http import explain, oip, protocol, sagemaker, timeouts, variants
 from services.http.config import SETTINGS, STAGE_SERVICES
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
 from services.http.limits import RequestBodyMiddleware
@@ -35,6 +37,7 @@ from services.http.predict import Predictions, predict_answer
 from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
 from services.http.state import ServingState
 from services.http.swap import ModelSlot, ModelWatcher
+from services.http.variants import ShadowInputs, Variant, Variants, VariantsWatcher
 from services.http.worker import die_with_parent, settle_heap
 from services.monitoring import capture
 from services.monitoring.metrics import (
@@ -43,8 +46,9 @@ from services.monitoring.metrics import (
     metrics_text,
     tripod_metrics,
 )
+from services.monitoring.variants import served_variants
 from services.runtime.memory import ReleaseMemory
-from services.runtime.pipeline import Call, Pipeline, StageRunner
+from services.runtime.pipeline import Call, Observer, Pipeline, StageRunner
 from services.runtime.schema import Records
 from services.runtime.stages import LocalStages
 
@@ -74,12 +78,28 @@ async def _always_ready() -> bool:
     return True
 
 
-def _swapped(old: Pipeline, new: Pipeline) -> None:
-    """Metrics after a model swap: the old version's info gauge to 0, one swap counted."""
-    metrics = tripod_metrics()
-    before = old.manifest
-    metrics.child(metrics.model_info, before.name, before.version, before.candidate.family).set(0)
-    metrics.child(metrics.model_swaps, "swapped").inc()
+def _swapped(variant: str) -> Callable[[Pipeline, Pipeline], None]:
+    """Metrics after a variant's model swap: the old version's info gauge to 0, one swap counted."""
+
+    def note(old: Pipeline, _new: Pipeline) -> None:
+        metrics = tripod_metrics()
+        before = old.manifest
+        metrics.child(metrics.model_info, before.name, before.version, before.candidate.family, variant).set(
+            0
+        )
+        metrics.child(metrics.model_swaps, "swapped", variant).inc()
+
+    return note
+
+
+def _refused(variant: str) -> Callable[[str], None]:
+    """Metrics after a variant's refused model swap: one refusal counted."""
+
+    def note(_reason: str) -> None:
+        metrics = tripod_metrics()
+        metrics.child(metrics.model_swaps, "refused", variant).inc()
+
+    return note
 
 
 @bentoml.asgi_app(app)
@@ -100,43 +120,57 @@ class Tripod:
 
     def __init__(self) -> None:
         die_with_parent()
-        artifact = ModelArtifact.from_directory(SETTINGS.model_dir)
-        manifest = artifact.manifest
+        specs = served_variants(SETTINGS.variants, SETTINGS.model_dir)
+        artifacts = [ModelArtifact.from_directory(spec.model) for spec in specs]
+        manifest = artifacts[0].manifest
         ready: Callable[[], Awaitable[bool]] = _always_ready
         self.remote: ServiceStages | None = None
         if STAGE_SERVICES:
+            if SETTINGS.variants is not None:
+                raise TripodError("production variants need TRIPOD_STAGES=local (see docs/variants.md)")
             self.remote = ServiceStages(
                 self.transformer, self.classifier, self.inverse_label, regression=manifest.is_regression
             )
             ready = self.remote.ready
-        self.slot = ModelSlot(self._pipeline(artifact), artifact.directory)
-        self.state = ServingState(slot=self.slot, settings=SETTINGS, ready=ready)
-        if SETTINGS.model_poll_s > 0 and not STAGE_SERVICES:
-            metrics = tripod_metrics()
-            watcher = ModelWatcher(
-                self.slot,
-                SETTINGS.model_dir,
-                self._pipeline,
-                interval_s=SETTINGS.model_poll_s,
-                on_swap=_swapped,
-                on_refused=lambda _reason: metrics.child(metrics.model_swaps, "refused").inc(),
-            )
-            watcher.start()
+        self.shadowed = any(spec.shadow for spec in specs)
+        metrics = tripod_metrics()
+        served: list[Variant] = []
+        for spec, artifact in zip(specs, artifacts, strict=True):
+            build = functools.partial(self._pipeline, variant=spec.name, shadow=spec.shadow)
+            slot = ModelSlot(build(artifact), artifact.directory)
+            served.append(Variant(spec.name, slot, spec.shadow))
+            if SETTINGS.model_poll_s > 0 and self.remote is None:
+                ModelWatcher(
+                    slot,
+                    spec.model,
+                    build,
+                    interval_s=SETTINGS.model_poll_s,
+                    on_swap=_swapped(spec.name),
+                    on_refused=_refused(spec.name),
+                ).start()
+        self.variants = variants.VARIANTS = Variants(
+            sorted(served, key=lambda variant: variant.shadow),
+            {spec.name: spec.weight for spec in specs if not spec.shadow},
+            seed=SETTINGS.variant_seed,
+            shadow_limit=SETTINGS.shadow_max_in_flight,
+            on_shadow_dropped=lambda name: metrics.child(metrics.shadow_dropped, name).inc(),
+        )
+        self.state = ServingState(variants=self.variants, settings=SETTINGS, ready=ready)
+        if SETTINGS.variants is not None and SETTINGS.model_poll_s > 0:
+            VariantsWatcher(self.variants, SETTINGS.variants, interval_s=SETTINGS.model_poll_s).start()
         if SETTINGS.capture_destination:
-            metrics = tripod_metrics()
             capture.WRITER = capture.CaptureWriter(
                 SETTINGS.capture_destination,
                 endpoint=SETTINGS.capture_endpoint or manifest.name,
-                variant=SETTINGS.capture_variant,
                 percent=SETTINGS.capture_percent,
                 max_queue=SETTINGS.capture_queue,
                 flush_seconds=SETTINGS.capture_flush_s,
-                on_drop=metrics.capture_dropped.inc,
-                on_write=metrics.capture_records.inc,
+                on_drop=lambda name: metrics.child(metrics.capture_dropped, name).inc(),
+                on_write=lambda name, n: metrics.child(metrics.capture_records, name).inc(n),
             )
         settle_heap()
 
-    def _pipeline(self, artifact: ModelArtifact) -> Pipeline:
+    def _pipeline(self, artifact: ModelArtifact, *, variant: str, shadow: bool) -> Pipeline:
         """The pipeline of a verified model: its stages opened (or the stage services), its observers, and
         for local stages the probe that decides where they run.  Start-up and every model swap use it."""
         manifest = artifact.manifest
@@ -145,8 +179,10 @@ class Tripod:
             stages = self.remote
         else:
             stages = LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads)
-        observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family)
-        observers = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
+        observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family, variant)
+        observers: list[Observer] = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
+        if self.shadowed and not shadow:
+            observers.append(ShadowInputs())
         pipeline = Pipeline(
             artifact.graphs, stages, manifest=manifest, limits=SETTINGS.limits(), observers=observers
         )
@@ -154,9 +190,10 @@ class Tripod:
             probe_ms = pipeline.probe_ms()
             stages.inline = probe_ms < SETTINGS.inline_below_ms
             logger.info(
-                "%s %s: stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
+                "%s %s (%s): stages run in this worker, %s: %.2f ms for a long record (inline below %g ms)",
                 manifest.name,
                 manifest.version,
+                variant,
                 "on the event loop" if stages.inline else "on a thread",
                 probe_ms,
                 SETTINGS.inline_below_ms,
@@ -173,15 +210,17 @@ class Tripod:
     @maps_errors
     async def predict(self, records: list[dict[str, Any]]) -> Predictions:
         """Predict a label for each record; its fields are the model's input columns."""
-        batch = await self.slot.pipeline.predict_async(Records(records), Call("/predict"))
+        batch = await self.state.pipeline.predict_async(Records(records), Call("/predict"))
         return predict_answer(batch)
 
 
 # bentoml.service returns a Service object, though its type hints keep the class's type.
 SERVICE = cast("bentoml.Service[Tripod]", Tripod)
-# Outermost first: metrics see every answer, then every error becomes JSON, then the body is bounded, then
+# Outermost first: metrics see every answer (and the variant it names), then the variant is chosen, then every
+# error becomes JSON, then the body is bounded, then
 # data capture sees the body as the routes do.
 SERVICE.add_asgi_middleware(TrafficMetricsMiddleware)
+SERVICE.add_asgi_middleware(variants.VariantMiddleware)
 SERVICE.add_asgi_middleware(JsonErrorsMiddleware)
 SERVICE.add_asgi_middleware(
     RequestBodyMiddleware,

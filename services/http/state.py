@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import bentoml
 
-from services.http.swap import ModelSlot
+from services.http.variants import Variants
+from services.monitoring.variants import REQUEST
 from services.runtime.pipeline import Pipeline
 from services.settings import ServingSettings
 
@@ -16,16 +17,18 @@ from services.settings import ServingSettings
 class ServingState:
     """Built once per worker by the entry service."""
 
-    slot: ModelSlot
-    """The model served now (replaced whole by a model swap)."""
+    variants: Variants
+    """The variants served now (each one's model replaced whole by a model swap)."""
     settings: ServingSettings
     ready: Callable[[], Awaitable[bool]]
     """Whether the stages answer (always true for stages in this process)."""
 
     @property
     def pipeline(self) -> Pipeline:
-        """The pipeline serving now; a route reads it once, so a request finishes on the model it began with."""
-        return self.slot.pipeline
+        """The pipeline of the request's variant, read when the request arrived, so a request finishes on the
+        model it began with; outside a request, the first variant's."""
+        routed = REQUEST.get()
+        return self.variants.default.slot.pipeline if routed is None else routed.pipeline
 
 
 async def serving_state() -> ServingState:

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.batch.storage import write_bytes
+from services.monitoring.variants import REQUEST, current_variant
 
 logger = logging.getLogger("tripod.capture")
 
@@ -53,8 +54,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INFERENCE_ID_HEADER = b"x-amzn-sagemaker-inference-id"
-DEFAULT_VARIANT = "AllTraffic"
-"""SageMaker's name of an endpoint's only production variant."""
 CAPTURED_ROUTES = frozenset({"/predict", "/invocations", "/explain"})
 """Inference routes whose exchanges are captured (plus OIP ``infer`` and KServe's ``:explain``, by suffix)."""
 
@@ -69,6 +68,8 @@ class Exchange:
     answer_type: str
     answer: bytes
     inference_id: str | None
+    variant: str
+    """The production variant that answered (a shadow's answer is captured under the shadow's name)."""
 
 
 def _encoded(content_type: str, body: bytes) -> tuple[str, str]:
@@ -115,7 +116,7 @@ class CaptureWriter:
 
     Args:
         destination: a directory or ``s3://bucket/prefix``.
-        endpoint, variant: the path parts SageMaker uses.
+        endpoint: the path part SageMaker uses (the variant comes with each exchange).
         percent: share of exchanges captured (0–100), drawn per request.
         max_queue: exchanges held in memory at most; more are dropped and counted.
         flush_records, flush_seconds: the writer wakes when this many exchanges wait, or every this many
@@ -128,23 +129,22 @@ class CaptureWriter:
         destination: str,
         *,
         endpoint: str,
-        variant: str = DEFAULT_VARIANT,
         percent: float = 100.0,
         max_queue: int = 10_000,
         flush_records: int = 1_000,
         flush_seconds: float = 5.0,
         seed: int | None = None,
-        on_drop: Callable[[], None] | None = None,
-        on_write: Callable[[int], None] | None = None,
+        on_drop: Callable[[str], None] | None = None,
+        on_write: Callable[[str, int], None] | None = None,
     ) -> None:
         self.destination = destination.rstrip("/")
-        self.endpoint, self.variant = endpoint, variant
+        self.endpoint = endpoint
         self.share = percent / 100.0
         self.flush_records, self.flush_seconds = flush_records, flush_seconds
-        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=max_queue)
         self._random = random.Random(seed)
-        self._on_drop = on_drop or (lambda: None)
-        self._on_write = on_write or (lambda _n: None)
+        self._on_drop = on_drop or (lambda _variant: None)
+        self._on_write = on_write or (lambda _variant, _n: None)
         self._files = 0
         self.dropped = 0
         self.written = 0
@@ -162,10 +162,10 @@ class CaptureWriter:
         hour = datetime.fromtimestamp(exchange.started, UTC).strftime("%Y/%m/%d/%H")
         line = json.dumps(capture_record(exchange), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
-            self._queue.put_nowait((hour, line + b"\n"))
+            self._queue.put_nowait((exchange.variant, hour, line + b"\n"))
         except queue.Full:
             self.dropped += 1
-            self._on_drop()
+            self._on_drop(exchange.variant)
             return False
         if self._queue.qsize() >= self.flush_records:
             self._wake.set()
@@ -188,7 +188,7 @@ class CaptureWriter:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
             stopping = self._stopping
-            lines: list[tuple[str, bytes]] = []
+            lines: list[tuple[str, str, bytes]] = []
             while True:
                 try:
                     lines.append(self._queue.get_nowait())
@@ -199,26 +199,26 @@ class CaptureWriter:
             if stopping:
                 return
 
-    def _flush(self, lines: list[tuple[str, bytes]]) -> None:
-        """Write encoded lines to one file per UTC hour they fall in."""
-        by_hour: dict[str, list[bytes]] = {}
-        for hour, line in lines:
-            by_hour.setdefault(hour, []).append(line)
-        for hour, chunk in by_hour.items():
+    def _flush(self, lines: list[tuple[str, str, bytes]]) -> None:
+        """Write encoded lines to one file per variant and UTC hour they fall in."""
+        by_hour: dict[tuple[str, str], list[bytes]] = {}
+        for variant, hour, line in lines:
+            by_hour.setdefault((variant, hour), []).append(line)
+        for (variant, hour), chunk in by_hour.items():
             self._files += 1
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             name = f"{stamp}-{os.getpid()}-{self._files:06d}.jsonl"
-            url = f"{self.destination}/{self.endpoint}/{self.variant}/{hour}/{name}"
+            url = f"{self.destination}/{self.endpoint}/{variant}/{hour}/{name}"
             try:
                 write_bytes(url, b"".join(chunk))
             except Exception:  # capture must never take the server down: log, count, go on
                 logger.exception("data capture: could not write %d records to %s", len(chunk), url)
                 self.dropped += len(chunk)
                 for _ in chunk:
-                    self._on_drop()
+                    self._on_drop(variant)
                 continue
             self.written += len(chunk)
-            self._on_write(len(chunk))
+            self._on_write(variant, len(chunk))
 
 
 WRITER: CaptureWriter | None = None
@@ -274,13 +274,15 @@ class CaptureMiddleware:
         await self.app(scope, receive_and_keep, send_and_keep)
         if status < 400 or (self.errors and status < 500):
             headers = scope.get("headers", [])
-            writer.offer(
-                Exchange(
-                    started=started,
-                    request_type=_header(headers, b"content-type") or "",
-                    request=b"".join(request),
-                    answer_type=answer_type,
-                    answer=b"".join(answer),
-                    inference_id=_header(headers, INFERENCE_ID_HEADER),
-                )
+            exchange = Exchange(
+                started=started,
+                request_type=_header(headers, b"content-type") or "",
+                request=b"".join(request),
+                answer_type=answer_type,
+                answer=b"".join(answer),
+                inference_id=_header(headers, INFERENCE_ID_HEADER),
+                variant=current_variant(),
             )
+            writer.offer(exchange)
+            if (routed := REQUEST.get()) is not None:
+                routed.exchange = exchange  # the request's shadows are captured with the same input

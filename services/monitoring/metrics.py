@@ -35,6 +35,8 @@ NOT_WORK = frozenset(
     {"/metrics", "/livez", "/readyz", "/healthz", "/ping", "/v2/health/live", "/v2/health/ready"}
 )
 """Paths that are probes or scrapes, not inference work."""
+INVOKED_VARIANT_HEADER = b"x-amzn-invoked-production-variant"
+"""The answer header naming the variant that answered (SageMaker's), set by the variant middleware."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,26 +54,35 @@ class TripodMetrics:
     """
 
     predictions: Any
-    """``tripod_predictions_total{model,version,label}``: records answered, by predicted label."""
+    """``tripod_predictions_total{model,version,label,variant}``: records answered, by predicted label."""
     stage_duration: Any
-    """``tripod_stage_duration_seconds{stage}``: seconds per call in each stage, seen from the pipeline."""
+    """``tripod_stage_duration_seconds{stage,variant}``: seconds per call in each stage, seen from the
+    pipeline."""
     request_records: Any
-    """``tripod_request_records``: records per call that reached the model."""
+    """``tripod_request_records{variant}``: records per call that reached the model."""
     model_info: Any
-    """``tripod_model_info{model,version,candidate}``: 1 for the model being served."""
+    """``tripod_model_info{model,version,candidate,variant}``: 1 for each model being served."""
     http_requests: Any
-    """``tripod_http_requests_total{route,method,status}``: answered HTTP requests."""
+    """``tripod_http_requests_total{route,method,status,variant}``: answered HTTP requests (``variant`` empty
+    for probes, scrapes and requests refused before a variant was chosen)."""
     http_duration: Any
-    """``tripod_http_request_duration_seconds{route,method}``: seconds from the request to the last byte."""
+    """``tripod_http_request_duration_seconds{route,method,variant}``: seconds from the request to the last
+    byte."""
     http_in_flight: Any
     """``tripod_http_requests_in_flight``: requests being handled now, health checks and scrapes excluded,
-    summed over live workers (what an autoscaler on concurrency reads)."""
+    summed over live workers (what an autoscaler on concurrency reads).  The one metric without a ``variant``
+    label: it is counted before the variant is chosen, and an autoscaler scales pods, not variants."""
     model_swaps: Any
-    """``tripod_model_swaps_total{outcome}``: model pointer moves handled, ``swapped`` or ``refused``."""
+    """``tripod_model_swaps_total{outcome,variant}``: model pointer moves handled, ``swapped`` or
+    ``refused``."""
     capture_records: Any
-    """``tripod_capture_records_total``: exchanges written by data capture."""
+    """``tripod_capture_records_total{variant}``: exchanges written by data capture."""
     capture_dropped: Any
-    """``tripod_capture_dropped_total``: exchanges data capture dropped (queue full, or a write failed)."""
+    """``tripod_capture_dropped_total{variant}``: exchanges data capture dropped (queue full, or a write
+    failed)."""
+    shadow_dropped: Any
+    """``tripod_shadow_dropped_total{variant}``: copies of requests a shadow variant did not get (too many
+    shadow calls running)."""
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def child(self, metric: Any, *values: str) -> Any:
@@ -90,36 +101,51 @@ def tripod_metrics() -> TripodMetrics:
 
     return TripodMetrics(
         predictions=Counter(
-            "tripod_predictions", "Records answered, by predicted label", ["model", "version", "label"]
+            "tripod_predictions",
+            "Records answered, by predicted label",
+            ["model", "version", "label", "variant"],
         ),
         stage_duration=Histogram(
             "tripod_stage_duration_seconds",
             "Seconds a call spends in each stage",
-            ["stage"],
+            ["stage", "variant"],
             buckets=STAGE_BUCKETS,
         ),
-        request_records=Histogram("tripod_request_records", "Records per call", buckets=RECORD_BUCKETS),
+        request_records=Histogram(
+            "tripod_request_records", "Records per call", ["variant"], buckets=RECORD_BUCKETS
+        ),
         model_info=Gauge(
             "tripod_model_info",
-            "The model being served (value 1)",
-            ["model", "version", "candidate"],
+            "The models being served (value 1)",
+            ["model", "version", "candidate", "variant"],
             multiprocess_mode="max",
         ),
         http_requests=Counter(
-            "tripod_http_requests", "HTTP requests answered, by route template", ["route", "method", "status"]
+            "tripod_http_requests",
+            "HTTP requests answered, by route template",
+            ["route", "method", "status", "variant"],
         ),
         http_duration=Histogram(
             "tripod_http_request_duration_seconds",
             "Seconds from receiving an HTTP request to its last byte, by route template",
-            ["route", "method"],
+            ["route", "method", "variant"],
             buckets=REQUEST_BUCKETS,
         ),
         model_swaps=Counter(
-            "tripod_model_swaps", "Model pointer moves handled without a restart, by outcome", ["outcome"]
+            "tripod_model_swaps",
+            "Model pointer moves handled without a restart, by outcome",
+            ["outcome", "variant"],
         ),
-        capture_records=Counter("tripod_capture_records", "Exchanges written by data capture"),
+        capture_records=Counter("tripod_capture_records", "Exchanges written by data capture", ["variant"]),
         capture_dropped=Counter(
-            "tripod_capture_dropped", "Exchanges data capture dropped (its queue was full, or a write failed)"
+            "tripod_capture_dropped",
+            "Exchanges data capture dropped (its queue was full, or a write failed)",
+            ["variant"],
+        ),
+        shadow_dropped=Counter(
+            "tripod_shadow_dropped",
+            "Copies of requests a shadow variant did not get (too many shadow calls running)",
+            ["variant"],
         ),
         http_in_flight=Gauge(
             "tripod_http_requests_in_flight",
@@ -132,21 +158,23 @@ def tripod_metrics() -> TripodMetrics:
 class MetricsObserver(Observer):
     """The pipeline's metrics: stage durations, records per call, answers by label."""
 
-    def __init__(self, model: str, version: str, candidate: str) -> None:
+    def __init__(self, model: str, version: str, candidate: str, variant: str) -> None:
         self.metrics = tripod_metrics()
-        self.model, self.version = model, version
-        self.metrics.child(self.metrics.model_info, model, version, candidate).set(1)
-        self._records = self.metrics.request_records
+        self.model, self.version, self.variant = model, version, variant
+        self.metrics.child(self.metrics.model_info, model, version, candidate, variant).set(1)
+        self._records = self.metrics.child(self.metrics.request_records, variant)
 
     def stage_done(self, stage: str, seconds: float) -> None:
-        self.metrics.child(self.metrics.stage_duration, stage).observe(seconds)
+        self.metrics.child(self.metrics.stage_duration, stage, self.variant).observe(seconds)
 
     def call_done(self, call: Call, batch: PredictionBatch) -> None:
         n = len(batch)
         self._records.observe(n)
         counts = Counter({"": n}) if batch.labels is None else Counter(map(str, batch.labels))
         for label, count in counts.items():
-            self.metrics.child(self.metrics.predictions, self.model, self.version, label).inc(count)
+            self.metrics.child(self.metrics.predictions, self.model, self.version, label, self.variant).inc(
+                count
+            )
 
 
 def route_template(scope: Scope) -> str:
@@ -163,7 +191,7 @@ def route_template(scope: Scope) -> str:
 
 
 class TrafficMetricsMiddleware:
-    """Counts and times HTTP requests by route template, and tracks the inference requests in flight (health
+    """Counts and times HTTP requests by route template and answering variant, and tracks the inference requests in flight (health
     checks and scrapes excluded, so an autoscaler reading the gauge sees only work)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -176,11 +204,15 @@ class TrafficMetricsMiddleware:
         metrics = tripod_metrics()
         started = time.perf_counter()
         status = 500  # what the client sees if the application fails before answering
+        variant = ""
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, variant
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == INVOKED_VARIANT_HEADER:
+                        variant = value.decode("latin-1")
             await send(message)
 
         in_flight = None if scope["path"] in NOT_WORK else metrics.child(metrics.http_in_flight)
@@ -192,8 +224,10 @@ class TrafficMetricsMiddleware:
             if in_flight is not None:
                 in_flight.dec()
             route, method = route_template(scope), scope["method"]
-            metrics.child(metrics.http_requests, route, method, str(status)).inc()
-            metrics.child(metrics.http_duration, route, method).observe(time.perf_counter() - started)
+            metrics.child(metrics.http_requests, route, method, str(status), variant).inc()
+            metrics.child(metrics.http_duration, route, method, variant).observe(
+                time.perf_counter() - started
+            )
 
 
 def _registry() -> Any:

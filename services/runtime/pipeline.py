@@ -222,7 +222,13 @@ class Pipeline:
         loop keeps answering other requests and health checks meanwhile); remote stages are awaited.
         """
         call = call or Call()
-        call.columns = columns = self.validate(decoded)
+        return await self.predict_columns_async(self.validate(decoded), call)
+
+    async def predict_columns_async(self, columns: np.ndarray, call: Call | None = None) -> PredictionBatch:
+        """:meth:`predict_async` of columns another pipeline with the same inputs validated (a shadow
+        variant answers the copy of a request this way, without decoding it again)."""
+        call = call or Call()
+        call.columns = columns
         chunks = self._chunks(columns)
         parts = []
         for chunk in chunks:

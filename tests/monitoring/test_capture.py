@@ -30,6 +30,7 @@ def _exchange(**changes: Any) -> Exchange:
         "answer_type": "application/json",
         "answer": b'[{"predicted_label": "positive"}]',
         "inference_id": "req-7",
+        "variant": "AllTraffic",
     }
     return Exchange(**{**fields, **changes})
 
@@ -93,14 +94,23 @@ def test_the_sampling_share_is_honoured_within_binomial_tolerance(tmp_path: Path
     nothing.close()
 
 
-def test_files_are_hour_partitioned_under_endpoint_and_variant(tmp_path: Path) -> None:
-    writer = CaptureWriter(str(tmp_path), endpoint="reviews", variant="blue", flush_seconds=0.05)
-    writer.offer(_exchange(started=1_764_684_185.0))  # 14h
-    writer.offer(_exchange(started=1_764_687_785.0))  # 15h
+def test_files_are_hour_partitioned_under_endpoint_and_each_exchanges_variant(tmp_path: Path) -> None:
+    written: list[tuple[str, int]] = []
+    writer = CaptureWriter(
+        str(tmp_path), endpoint="reviews", flush_seconds=0.05, on_write=lambda v, n: written.append((v, n))
+    )
+    writer.offer(_exchange(started=1_764_684_185.0, variant="blue"))  # 14h
+    writer.offer(_exchange(started=1_764_687_785.0, variant="blue"))  # 15h
+    writer.offer(_exchange(started=1_764_687_785.0, variant="green"))  # 15h
     writer.close()
     files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.jsonl"))
-    assert files == ["reviews/blue/2025/12/02/14", "reviews/blue/2025/12/02/15"]
-    assert writer.written == 2 and writer.dropped == 0
+    assert files == [
+        "reviews/blue/2025/12/02/14",
+        "reviews/blue/2025/12/02/15",
+        "reviews/green/2025/12/02/15",
+    ]
+    assert writer.written == 3 and writer.dropped == 0
+    assert sorted(written) == [("blue", 1), ("blue", 1), ("green", 1)]
 
 
 def test_a_stalled_writer_never_blocks_an_offer_and_drops_what_does_not_fit(
@@ -117,7 +127,7 @@ def test_a_stalled_writer_never_blocks_an_offer_and_drops_what_does_not_fit(
     monkeypatch.setattr(capture, "write_bytes", blocked_write)
     drops: list[int] = []
     writer = CaptureWriter(
-        str(tmp_path), endpoint="e", max_queue=10, flush_records=1, on_drop=lambda: drops.append(1)
+        str(tmp_path), endpoint="e", max_queue=10, flush_records=1, on_drop=lambda _variant: drops.append(1)
     )
     writer.offer(_exchange())
     assert stalled.wait(10)  # the writer thread is now stuck in its first write

@@ -101,8 +101,9 @@ def test_a_csv_field_over_the_limit_is_one_line_and_a_long_one_under_it_is_answe
     )
 
 
-def test_sigterm_during_predict_removes_the_partial_file(
-    trained_model_dir: Path, tmp_path: Path, column: str
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_sigterm_or_ctrl_c_during_predict_stops_cleanly_and_removes_the_partial_file(
+    trained_model_dir: Path, tmp_path: Path, column: str, signum: signal.Signals
 ) -> None:
     source = tmp_path / "many.jsonl"
     line = json.dumps({column: "Lovely dress, but the fabric is thin and it runs small. " * 20}) + "\n"
@@ -118,7 +119,7 @@ def test_sigterm_during_predict_removes_the_partial_file(
     while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "tripod: interrupted"

@@ -75,7 +75,10 @@ def test_metrics_are_prometheus_text(server: RunningServer, pipeline: Pipeline) 
     response = httpx.get(f"{server.url}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert 'tripod_http_requests_total{method="POST",route="/predict",status="200"}' in response.text
+    assert (
+        'tripod_http_requests_total{method="POST",route="/predict",status="200",variant="AllTraffic"}'
+        in response.text
+    )
     assert "tripod_http_requests_in_flight" in response.text
 
 

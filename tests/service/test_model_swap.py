@@ -3,7 +3,6 @@ no failed request; a tampered version is refused, counted and logged while the o
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,18 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.models import model_version_copy
 from harness.server import RunningServer, running_server
-from services.artifacts import point_latest, read_manifest, write_manifest
-
-
-def _version(root: Path, source: Path, name: str) -> Path:
-    """A copy of ``source`` published as version ``name`` (its manifest rewritten and re-hashed)."""
-    target = root / name
-    shutil.copytree(source, target)
-    (target / "manifest.json").unlink()
-    (target / "manifest.sha256").unlink()
-    write_manifest(target, read_manifest(source).model_copy(update={"version": name}))
-    return target
+from services.artifacts import point_latest
 
 
 def _served_version(server: RunningServer) -> str:
@@ -43,9 +33,9 @@ def _metric(server: RunningServer, prefix: str) -> float:
 def registry(trained_model_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "registry" / "reviews"
     root.mkdir(parents=True)
-    v1 = _version(root, trained_model_dir, "v1")
-    _version(root, trained_model_dir, "v2")
-    broken = _version(root, trained_model_dir, "v3")
+    v1 = model_version_copy(trained_model_dir, root, "v1")
+    model_version_copy(trained_model_dir, root, "v2")
+    broken = model_version_copy(trained_model_dir, root, "v3")
     data = bytearray((broken / "classifier.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (broken / "classifier.onnx").write_bytes(bytes(data))
@@ -95,17 +85,25 @@ def test_a_moved_pointer_is_served_without_a_restart_and_no_request_fails(
         for thread in clients:
             thread.join(30)
     assert set(outcomes) == {200} and outcomes[200] > 20, outcomes
-    assert _metric(server, 'tripod_model_swaps_total{outcome="swapped"}') == 1
-    assert _metric(server, 'tripod_model_info{candidate="tfidf_linear",model="reviews",version="v2"}') == 1
+    assert _metric(server, 'tripod_model_swaps_total{outcome="swapped",variant="AllTraffic"}') == 1
+    assert (
+        _metric(
+            server,
+            'tripod_model_info{candidate="tfidf_linear",model="reviews",variant="AllTraffic",version="v2"}',
+        )
+        == 1
+    )
 
 
 def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
     server: RunningServer, registry: Path, tmp_path: Path
 ) -> None:
     point_latest(registry, registry / "v3")
-    assert _wait_for(lambda: _metric(server, 'tripod_model_swaps_total{outcome="refused"}') == 1)
+    assert _wait_for(
+        lambda: _metric(server, 'tripod_model_swaps_total{outcome="refused",variant="AllTraffic"}') == 1
+    )
     time.sleep(1.0)  # several more polls: the same refused version is not tried (nor counted) again
-    assert _metric(server, 'tripod_model_swaps_total{outcome="refused"}') == 1
+    assert _metric(server, 'tripod_model_swaps_total{outcome="refused",variant="AllTraffic"}') == 1
     assert _served_version(server) == "v1"
     answer = httpx.post(f"{server.url}/predict", json={"records": [{"review_body": "nice"}]}, timeout=30)
     assert answer.status_code == 200
@@ -149,6 +147,6 @@ def test_promote_then_rollback_under_load_fails_no_request_and_the_server_follow
         for thread in clients:
             thread.join(30)
     assert set(outcomes) == {200} and outcomes[200] > 20, outcomes
-    assert _metric(server, 'tripod_model_swaps_total{outcome="swapped"}') == 2
+    assert _metric(server, 'tripod_model_swaps_total{outcome="swapped",variant="AllTraffic"}') == 2
     history = [line for line in (registry / "history.jsonl").read_text().splitlines() if line]
     assert len(history) == 2 and '"rollback"' in history[-1]

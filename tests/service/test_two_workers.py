@@ -22,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.server import LOOPBACK, RunningServer, free_port, running_command
+from services.monitoring.variants import DEFAULT_VARIANT
 from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 
@@ -149,7 +150,7 @@ def test_metrics_count_every_prediction_exactly_across_two_workers(
         after = _samples(httpx.get(f"{url}/metrics", timeout=10).text)
 
         def delta(metric: str, scraped: dict[Any, float] = after, **labels: str) -> float:
-            key = (metric, frozenset(labels.items()))
+            key = (metric, frozenset({**labels, "variant": DEFAULT_VARIANT}.items()))
             return scraped.get(key, 0.0) - before.get(key, 0.0)
 
         for label in pipeline.class_names:
@@ -174,6 +175,7 @@ def test_metrics_count_every_prediction_exactly_across_two_workers(
                         "model": name,
                         "version": version,
                         "candidate": pipeline.manifest.candidate.family,
+                        "variant": DEFAULT_VARIANT,
                     }.items()
                 ),
             ): 1.0
@@ -191,7 +193,8 @@ def test_metrics_count_every_prediction_exactly_across_two_workers(
         per_worker.append(
             sum(
                 registry.get_sample_value(
-                    "tripod_predictions_total", {"model": name, "version": version, "label": label}
+                    "tripod_predictions_total",
+                    {"model": name, "version": version, "label": label, "variant": DEFAULT_VARIANT},
                 )
                 or 0
                 for label in pipeline.class_names

@@ -145,7 +145,7 @@ def test_oip_model_metadata_of_a_regression_model() -> None:
         candidate=Candidate(family="tfidf_linear", params={}),
         libraries={},
     )
-    metadata = model_metadata(manifest)
+    metadata = model_metadata(manifest, [manifest.version])
     assert [(t.name, t.datatype) for t in metadata.inputs] == [("review_body", "BYTES"), ("age", "FP32")]
     assert [(t.name, t.datatype, t.shape) for t in metadata.outputs] == [("predicted_value", "FP32", [-1])]
 

@@ -293,7 +293,13 @@ def test_what_the_serving_writer_captures_reads_back(content_type: str, body: by
     from services.monitoring.capture import capture_record as served_record
 
     served = Served(
-        T0.timestamp(), content_type, body, "application/json", b'[{"predicted_label": "positive"}]', "id-7"
+        T0.timestamp(),
+        content_type,
+        body,
+        "application/json",
+        b'[{"predicted_label": "positive"}]',
+        "id-7",
+        "AllTraffic",
     )
     parsed = parse_line(json.dumps(served_record(served)).encode())
     assert parsed.request == Body(content_type, body)

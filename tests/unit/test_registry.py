@@ -8,7 +8,6 @@ import fcntl
 import itertools
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,19 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.models import model_version_copy
 from services.artifacts import MANIFEST_NAME, ModelArtifact, point_latest, read_manifest, write_manifest
 from services.registry import HISTORY_NAME, LOCK_NAME, HistoryEntry, Registry, parse_history, previous_version
 from tests.cli import error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def add_version(model: Path, folder: Path, version: str) -> Path:
-    """A copy of a trained model as ``folder/version``, its manifest naming that version (another digest)."""
-    copy = folder / version
-    shutil.copytree(model, copy)
-    write_manifest(copy, read_manifest(copy).model_copy(update={"version": version}))
-    return copy
 
 
 @pytest.fixture
@@ -41,7 +33,7 @@ def registry(trained_model_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "registry"
     folder = root / "reviews"
     for version in ("v1", "v2"):
-        add_version(trained_model_dir, folder, version)
+        model_version_copy(trained_model_dir, folder, version)
     point_latest(folder, folder / "v1")
     return root
 
@@ -74,7 +66,7 @@ def test_list_gives_every_version_with_its_manifest_summary_and_marks_the_curren
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    add_version(trained_model_dir, registry / "churn", "v1")  # no latest: listed, nothing current
+    model_version_copy(trained_model_dir, registry / "churn", "v1")  # no latest: listed, nothing current
     (registry / "README.md").write_text("not a model")
     (registry / ".cache").mkdir()
 
@@ -230,7 +222,7 @@ def test_rollback_goes_back_along_the_promotions_and_to_a_named_version(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    add_version(trained_model_dir, registry / "reviews", "v3")
+    model_version_copy(trained_model_dir, registry / "reviews", "v3")
     for version in ("v2", "v3"):
         assert (
             run_cli(
@@ -491,7 +483,7 @@ for version in sys.argv[3:]:
 def test_two_processes_promoting_at_once_leave_one_consistent_history_and_link(
     registry: Path, trained_model_dir: Path
 ) -> None:
-    add_version(trained_model_dir, registry / "reviews", "v3")
+    model_version_copy(trained_model_dir, registry / "reviews", "v3")
     orders = {"alice": ["v2", "v3", "v1", "v2"], "bob": ["v3", "v1", "v2", "v3"]}
     processes = [
         subprocess.Popen([sys.executable, "-c", _PROMOTE_IN_TURN, str(registry), who, *order], cwd=ROOT)

@@ -1,15 +1,19 @@
-"""What data capture costs: single-review ``/predict`` throughput and latency with capture off and at 100 %.
+"""What a serving feature costs: single-review ``/predict`` throughput and latency with it off and on.
 
-One run, one machine: two ``tripod serve`` processes of the same model — one without capture, one with
-``TRIPOD_CAPTURE_DESTINATION`` (a local directory, every request captured) — driven in turn by
-``serving_client.py`` (closed loop at each ``--concurrency`` level, best kept; then an open loop at half the
-capture-off maximum for p50/p99).  The goal (issue 15): capture at 100 % costs at most 10 % of single-review
-throughput.  It also checks that every request answered was captured (no drops at this rate) and prints the
-machine's load before and after each measurement.
+One run, one machine: two ``tripod serve`` processes of the same model — a plain one, and one with the
+feature — driven in turn by ``serving_client.py`` (closed loop at each ``--concurrency`` level, best kept; then
+an open loop at half the plain server's maximum for p50/p99).  Features and their goals (issue 15):
+
+- ``capture``: data capture at 100 % to a local directory costs at most 10 % of single-review throughput; it
+  also checks that every answered request was captured (no drops at this rate);
+- ``variants``: two production variants (two versions of the model, weights 1:1, the random per-request
+  choice) cost at most 5 % against one; it also prints how the requests were shared.
+
+The machine's load is printed before and after each measurement.
 
 Usage:
-    python benchmarks/capture_overhead.py --model models/reviews/latest --data data/reviews.parquet
-        [--seconds 5] [--concurrency 1 2 4 8] [--rounds 2] [--quick]
+    python benchmarks/feature_overhead.py --feature capture|variants --model models/reviews/latest
+        --data data/reviews.parquet [--seconds 5] [--concurrency 1 2 4 8] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ if str(BENCH) not in sys.path:
 from serving_artifacts import write_bodies  # noqa: E402
 from serving_measure import drive  # noqa: E402
 
+from harness.models import model_version_copy  # noqa: E402
 from harness.server import running_server  # noqa: E402
 from loadtests.sample import held_out_records  # noqa: E402
 from services.artifacts import read_manifest, resolve_model_dir  # noqa: E402
 
 SEED = 42
+GOALS = {"capture": 0.90, "variants": 0.95}
+"""Least throughput ratio (feature on / off) each feature's goal allows."""
 
 
 def _load() -> float:
@@ -55,21 +62,44 @@ def _counter(url: str, series: str) -> int:
     return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series)))
 
 
+def feature_env(feature: str, model: Path, work: Path) -> dict[str, str]:
+    """The environment that turns the feature on."""
+    if feature == "capture":
+        return {"TRIPOD_CAPTURE_DESTINATION": str(work / "capture")}
+    versions = work / "versions"
+    for version in ("v1", "v2"):
+        model_version_copy(resolve_model_dir(model), versions, version)
+    config = versions / "variants.json"
+    config.write_text(
+        json.dumps({"variants": [{"name": "blue", "model": "v1"}, {"name": "green", "model": "v2"}]})
+    )
+    return {"TRIPOD_VARIANTS": str(config)}
+
+
+def feature_counts(feature: str, url: str, work: Path) -> dict[str, int]:
+    """What the feature's server did: exchanges captured and dropped, or requests per variant."""
+    answered = 'tripod_http_requests_total{method="POST",route="/predict",status="200",variant='
+    if feature == "capture":
+        return {
+            "answered": _counter(url, answered + '"AllTraffic"}'),
+            "dropped": _counter(url, "tripod_capture_dropped_total"),
+        }
+    return {name: _counter(url, f'{answered}"{name}"}}') for name in ("blue", "green")}
+
+
 def measure(
-    model: Path, data: Path, work: Path, seconds: float, levels: list[int], rounds: int
+    feature: str, model: Path, data: Path, work: Path, seconds: float, levels: list[int], rounds: int
 ) -> dict[str, Any]:
     manifest = read_manifest(resolve_model_dir(model))
     columns = [column.name for column in manifest.inputs]
     records = held_out_records(data, manifest.target, columns, limit=2000, seed=SEED)
     bodies = write_bodies(work / "bodies_1.jsonl", records, 1)
-    capture_root = work / "capture"
-    variants = {"off": {}, "capture 100%": {"TRIPOD_CAPTURE_DESTINATION": str(capture_root)}}
     best: dict[str, dict[str, Any]] = {}
     with (
-        running_server(model, env=variants["off"], log_path=work / "off.log") as off,
-        running_server(model, env=variants["capture 100%"], log_path=work / "on.log") as on,
+        running_server(model, log_path=work / "off.log") as off,
+        running_server(model, env=feature_env(feature, model, work), log_path=work / "on.log") as on,
     ):
-        servers = {"off": off, "capture 100%": on}
+        servers = {"off": off, feature: on}
         for _ in range(rounds):  # the variants take turns, so a change in the machine's load hits both alike
             for level in levels:
                 for name, server in servers.items():
@@ -79,7 +109,7 @@ def measure(
                     )
                     rate, p99 = float(result["requests_per_s"]), float(result["latency_ms"]["p99"])
                     print(
-                        f"  {name:14s} c={level}: {rate:8.0f} req/s  p99 {p99:.2f} ms  load {before}→{_load()}"
+                        f"  {name:9s} c={level}: {rate:8.0f} req/s  p99 {p99:.2f} ms  load {before}→{_load()}"
                     )
                     if rate > best.get(name, {}).get("requests_per_s", 0.0):
                         best[name] = {"requests_per_s": rate, "concurrency": level, "p99_ms": p99}
@@ -90,25 +120,26 @@ def measure(
             result = drive(f"{server.url}/predict", bodies, 1, rate=rate, seconds=seconds, warmup_s=1)
             latency = result["latency_ms"]
             open_loop[name] = {"p50_ms": latency["p50"], "p99_ms": latency["p99"], "load": [before, _load()]}
-            print(f"  {name:14s} open {rate:.0f}/s: p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
-        answered = _counter(on.url, 'tripod_http_requests_total{method="POST",route="/predict",status="200"}')
-        dropped = _counter(on.url, "tripod_capture_dropped_total")
-    ratio = best["capture 100%"]["requests_per_s"] / best["off"]["requests_per_s"]
+            print(f"  {name:9s} open {rate:.0f}/s: p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
+        counts = feature_counts(feature, on.url, work)
+    if feature == "capture":  # after the server's shutdown flushed its queue
+        counts["captured"] = _captured(work / "capture")
+    ratio = best[feature]["requests_per_s"] / best["off"]["requests_per_s"]
     return {
+        "feature": feature,
         "best": best,
         "open_loop_rate": rate,
         "open_loop": open_loop,
         "throughput_ratio": ratio,
         "cost_percent": round(100 * (1 - ratio), 1),
-        "goal_met": ratio >= 0.9,
-        "answered": answered,
-        "dropped": dropped,
-        "captured": _captured(capture_root),  # after the server's shutdown flushed its queue
+        "goal_met": ratio >= GOALS[feature],
+        "counts": counts,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feature", choices=sorted(GOALS), required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -120,13 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.concurrency, args.rounds = 1.0, [2], 1
     print(f"machine: {os.cpu_count()} cores, load average {[round(x, 2) for x in os.getloadavg()]} before")
-    with tempfile.TemporaryDirectory(prefix="tripod-capture-bench-") as scratch:
-        results = measure(args.model, args.data, Path(scratch), args.seconds, args.concurrency, args.rounds)
+    feature = args.feature
+    with tempfile.TemporaryDirectory(prefix=f"tripod-{feature}-bench-") as scratch:
+        results = measure(
+            feature, args.model, args.data, Path(scratch), args.seconds, args.concurrency, args.rounds
+        )
+    goal = round(100 * (1 - GOALS[feature]))
     print(
-        f"capture at 100 %: best {results['best']['capture 100%']['requests_per_s']:.0f} vs "
+        f"{feature}: best {results['best'][feature]['requests_per_s']:.0f} vs "
         f"{results['best']['off']['requests_per_s']:.0f} single reviews/s = {results['throughput_ratio']:.3f}x "
-        f"({results['cost_percent']}% cost; goal <= 10%: {'met' if results['goal_met'] else 'NOT met'}); "
-        f"{results['captured']} of {results['answered']} answered requests captured, {results['dropped']} dropped"
+        f"({results['cost_percent']}% cost; goal <= {goal}%: {'met' if results['goal_met'] else 'NOT met'}); "
+        f"counts {results['counts']}"
     )
     print(f"machine: load average {[round(x, 2) for x in os.getloadavg()]} after")
     if args.out:
