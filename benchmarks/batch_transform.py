@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make harness/ and services/ importable
     sys.path.insert(0, str(ROOT))
 
+from harness.processes import process_tree, tree_rss  # noqa: E402
 from harness.server import running_server  # noqa: E402
 from services.batch.engines import InProcessEngine, execution_parameters  # noqa: E402
 from services.batch.job import run_transform  # noqa: E402
@@ -171,7 +172,7 @@ def _own_cpu_s(tree: psutil.Process | None) -> float:
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
     if tree is not None:
-        for process in _tree(tree):
+        for process in process_tree(tree):
             try:
                 times = process.cpu_times()
             except psutil.NoSuchProcess:
@@ -194,13 +195,6 @@ def cpu_window(tree: psutil.Process | None = None) -> Iterator[CpuUse]:
     use.wall_s = time.perf_counter() - started
     use.own_s = _own_cpu_s(tree) - own
     use.others_s = _machine_busy_s() - busy - use.own_s
-
-
-def _tree(process: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 # -- input ------------------------------------------------------------------------------------------------
@@ -413,17 +407,6 @@ def measure_endpoint(
     return replace(measured, detail=detail)
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants (workers, the resource tracker)."""
-    total = 0
-    for member in _tree(process):
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 def measure_memory(model_dir: Path, source: Path, input_mb: float, output: Path, workers: int) -> Measurement:
     """``tripod transform`` as a subprocess, the summed RSS of its tree sampled every 50 ms, the peak kept;
     seconds include the interpreter's start."""
@@ -440,7 +423,7 @@ def measure_memory(model_dir: Path, source: Path, input_mb: float, output: Path,
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], _tree_rss(watched))
+                peak[0] = max(peak[0], tree_rss(watched))
                 time.sleep(SAMPLE_EVERY_S)
 
         sampler = threading.Thread(target=sample)

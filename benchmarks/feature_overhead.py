@@ -9,7 +9,8 @@ an open loop at half the plain server's maximum for p50/p99).  Features and thei
 - ``variants``: two production variants (two versions of the model, weights 1:1, the random per-request
   choice) cost at most 5 % against one; it also prints how the requests were shared.
 
-The machine's load is printed before and after each measurement.
+The machine's load is printed before and after each measurement, and both servers' resident memory (all
+their processes) after the load.
 
 Usage:
     python benchmarks/feature_overhead.py --feature capture|variants --model models/reviews/latest
@@ -33,10 +34,12 @@ if str(ROOT) not in sys.path:  # run as a script: make harness/ and services/ im
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import psutil  # noqa: E402
 from serving_artifacts import write_bodies  # noqa: E402
 from serving_measure import drive  # noqa: E402
 
 from harness.models import model_version_copy  # noqa: E402
+from harness.processes import tree_rss  # noqa: E402
 from harness.server import running_server  # noqa: E402
 from loadtests.sample import held_out_records  # noqa: E402
 from services.artifacts import read_manifest, resolve_model_dir  # noqa: E402
@@ -122,6 +125,10 @@ def measure(
             open_loop[name] = {"p50_ms": latency["p50"], "p99_ms": latency["p99"], "load": [before, _load()]}
             print(f"  {name:9s} open {rate:.0f}/s: p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
         counts = feature_counts(feature, on.url, work)
+        memory_mib = {
+            name: round(tree_rss(psutil.Process(server.pid)) / 2**20) for name, server in servers.items()
+        }
+        print(f"  resident memory after the load, all processes: {memory_mib} MiB")
     if feature == "capture":  # after the server's shutdown flushed its queue
         counts["captured"] = _captured(work / "capture")
     ratio = best[feature]["requests_per_s"] / best["off"]["requests_per_s"]
@@ -134,6 +141,7 @@ def measure(
         "cost_percent": round(100 * (1 - ratio), 1),
         "goal_met": ratio >= GOALS[feature],
         "counts": counts,
+        "memory_mib": memory_mib,
     }
 
 

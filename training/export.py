@@ -259,6 +259,7 @@ def export_candidate(
     reports: Path | None = None,
     stages: OnnxStages | None = None,
     options: ExportOptions = ExportOptions(),
+    baseline_frame: pd.DataFrame | None = None,
 ) -> Path:
     """Convert, prove parity, and publish ``model_root/v<N>`` with its manifest; then repoint ``latest``.
 
@@ -277,6 +278,8 @@ def export_candidate(
         reports: A directory copied into the model directory as ``reports/`` (leaderboard, notebooks, plots).
         stages: Already-converted stages (default: ``candidate.to_onnx()``).
         options: Parity tolerances.
+        baseline_frame: The training rows: the version gets its monitoring baseline from them
+            (``monitoring/``, :mod:`training.monitor.baseline`), listed and hashed in the manifest.
 
     Returns:
         The version directory.
@@ -343,5 +346,19 @@ def export_candidate(
         explainer=explainer_spec,
     )
     write_manifest(version_dir, manifest)
+    if baseline_frame is not None:
+        # Built from the written version (the serving pipeline on its stages), then hashed with the rest:
+        # the manifest is written again, and only then does ``latest`` move.
+        from training.monitor.baseline import MODEL_BASELINE_DIR, build_baseline, write_baseline
+
+        baseline = build_baseline(
+            version_dir,
+            baseline_frame,
+            source=f"training split ({data_fingerprint})",
+            progress=False,
+            embedded=True,
+        )
+        write_baseline(baseline, version_dir / MODEL_BASELINE_DIR)
+        write_manifest(version_dir, manifest)
     point_latest(model_root, version_dir)
     return version_dir

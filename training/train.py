@@ -160,6 +160,7 @@ def run_training(
                 metrics=metrics,
                 metrics_report={**report, "n_features": model.n_features_},
                 reports=reports if explained is not None else None,
+                baseline_frame=split.train,
             )
             bar.update()
     logger.info("model written to %s", version_dir)

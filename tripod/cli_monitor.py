@@ -73,7 +73,12 @@ def baseline_command(
 
 @monitor_app.command("run")
 def run_command(
-    baseline: Annotated[Path, typer.Option(help="baseline folder written by tripod monitor baseline")],
+    baseline: Annotated[
+        Path,
+        typer.Option(
+            help="baseline folder (tripod monitor baseline), or a model directory: its own baseline"
+        ),
+    ],
     capture: Annotated[
         str,
         typer.Option(

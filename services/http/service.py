@@ -28,13 +28,12 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from services.artifacts import ModelArtifact
-from services.errors import TripodError
 from services.http import explain, oip, protocol, sagemaker, timeouts, variants
-from services.http.config import SETTINGS, STAGE_SERVICES
+from services.http.config import SETTINGS, STAGE_SERVICES, VARIANTS
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
 from services.http.limits import RequestBodyMiddleware
 from services.http.predict import Predictions, predict_answer
-from services.http.stages import Classifier, InverseLabel, ServiceStages, Transformer
+from services.http.stages import STAGE_ROLES, ServiceStages, stage_services
 from services.http.state import ServingState
 from services.http.swap import ModelSlot, ModelWatcher
 from services.http.variants import ShadowInputs, Variant, Variants, VariantsWatcher
@@ -46,7 +45,6 @@ from services.monitoring.metrics import (
     metrics_text,
     tripod_metrics,
 )
-from services.monitoring.variants import served_variants
 from services.runtime.memory import ReleaseMemory
 from services.runtime.pipeline import Call, Observer, Pipeline, StageRunner
 from services.runtime.schema import Records
@@ -74,8 +72,13 @@ async def metrics() -> Response:
     return Response(content, media_type=media_type)
 
 
-async def _always_ready() -> bool:
-    return True
+def _all_ready(remotes: list[ServiceStages]) -> Callable[[], Awaitable[bool]]:
+    """Readiness: every stage service of every variant answers (always, for stages in this process)."""
+
+    async def ready() -> bool:
+        return all([await remote.ready() for remote in remotes])
+
+    return ready
 
 
 def _swapped(variant: str) -> Callable[[Pipeline, Pipeline], None]:
@@ -102,44 +105,35 @@ def _refused(variant: str) -> Callable[[str], None]:
     return note
 
 
-@bentoml.asgi_app(app)
-@bentoml.service(
-    name="tripod",
-    workers=SETTINGS.workers,
-    traffic={"timeout": SETTINGS.timeout_s},
-    # BentoML labels its traffic metrics by raw path; Tripod's middleware labels by route template.
-    metrics={"enabled": False},
-)
-class Tripod:
-    """The entry service: decodes requests of every protocol, runs the pipeline, encodes the answers."""
+class _Tripod:
+    """The entry service: decodes requests of every protocol, runs the pipeline, encodes the answers.
 
-    if STAGE_SERVICES:
-        transformer = bentoml.depends(Transformer)
-        classifier = bentoml.depends(Classifier)
-        inverse_label = bentoml.depends(InverseLabel)
+    With stage services, ``transformer_<i>``, ``classifier_<i>`` and ``inverse_label_<i>`` are the stage
+    services of variant ``i`` (declared below, before BentoML reads the class)."""
 
     def __init__(self) -> None:
         die_with_parent()
-        specs = served_variants(SETTINGS.variants, SETTINGS.model_dir)
+        specs = VARIANTS
         artifacts = [ModelArtifact.from_directory(spec.model) for spec in specs]
         manifest = artifacts[0].manifest
-        ready: Callable[[], Awaitable[bool]] = _always_ready
-        self.remote: ServiceStages | None = None
+        remotes: list[ServiceStages | None] = [None] * len(specs)
         if STAGE_SERVICES:
-            if SETTINGS.variants is not None:
-                raise TripodError("production variants need TRIPOD_STAGES=local (see docs/variants.md)")
-            self.remote = ServiceStages(
-                self.transformer, self.classifier, self.inverse_label, regression=manifest.is_regression
-            )
-            ready = self.remote.ready
+            remotes = [
+                ServiceStages(
+                    *(getattr(self, f"{role}_{index}") for role in STAGE_ROLES),
+                    regression=artifact.manifest.is_regression,
+                )
+                for index, artifact in enumerate(artifacts)
+            ]
+        ready = _all_ready([remote for remote in remotes if remote is not None])
         self.shadowed = any(spec.shadow for spec in specs)
         metrics = tripod_metrics()
         served: list[Variant] = []
-        for spec, artifact in zip(specs, artifacts, strict=True):
-            build = functools.partial(self._pipeline, variant=spec.name, shadow=spec.shadow)
+        for spec, artifact, remote in zip(specs, artifacts, remotes, strict=True):
+            build = functools.partial(self._pipeline, variant=spec.name, shadow=spec.shadow, remote=remote)
             slot = ModelSlot(build(artifact), artifact.directory)
             served.append(Variant(spec.name, slot, spec.shadow))
-            if SETTINGS.model_poll_s > 0 and self.remote is None:
+            if SETTINGS.model_poll_s > 0 and remote is None:
                 ModelWatcher(
                     slot,
                     spec.model,
@@ -170,15 +164,15 @@ class Tripod:
             )
         settle_heap()
 
-    def _pipeline(self, artifact: ModelArtifact, *, variant: str, shadow: bool) -> Pipeline:
-        """The pipeline of a verified model: its stages opened (or the stage services), its observers, and
+    def _pipeline(
+        self, artifact: ModelArtifact, *, variant: str, shadow: bool, remote: ServiceStages | None
+    ) -> Pipeline:
+        """The pipeline of a verified model: its stages opened (or its stage services), its observers, and
         for local stages the probe that decides where they run.  Start-up and every model swap use it."""
         manifest = artifact.manifest
-        stages: StageRunner
-        if self.remote is not None:
-            stages = self.remote
-        else:
-            stages = LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads)
+        stages: StageRunner = (
+            remote if remote is not None else LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads)
+        )
         observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family, variant)
         observers: list[Observer] = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
         if self.shadowed and not shadow:
@@ -214,8 +208,23 @@ class Tripod:
         return predict_answer(batch)
 
 
+if STAGE_SERVICES:  # BentoML finds dependencies among the class's attributes when the service is declared
+    for _index, _spec in enumerate(VARIANTS):
+        _declared = stage_services(_spec.model, "" if SETTINGS.variants is None else f"_{_index}")
+        for _role, _service in _declared.items():
+            setattr(_Tripod, f"{_role}_{_index}", bentoml.depends(_service))
+
+Tripod = bentoml.asgi_app(app)(
+    bentoml.service(
+        name="tripod",
+        workers=SETTINGS.workers,
+        traffic={"timeout": SETTINGS.timeout_s},
+        # BentoML labels its traffic metrics by raw path; Tripod's middleware labels by route template.
+        metrics={"enabled": False},
+    )(_Tripod)
+)
 # bentoml.service returns a Service object, though its type hints keep the class's type.
-SERVICE = cast("bentoml.Service[Tripod]", Tripod)
+SERVICE = cast("bentoml.Service[_Tripod]", Tripod)
 # Outermost first: metrics see every answer (and the variant it names), then the variant is chosen, then every
 # error becomes JSON, then the body is bounded, then
 # data capture sees the body as the routes do.

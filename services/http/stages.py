@@ -1,5 +1,8 @@
 """The three stages as BentoML services (``TRIPOD_STAGES=services``), and how the pipeline calls them.
 
+Each model the entry serves (each production variant) gets its own three stage services, declared by
+:func:`stage_services`; rows of different models never share a batch.
+
 Each stage service opens only its own graph (checked against the manifest) and batches across requests
 (adaptive batching, ``max_batch_size``/``max_latency_ms``), with its own process count: the topology for a
 heavy encoder that should scale apart from the entry workers.  :class:`ServiceStages` is what the entry's
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -39,63 +44,85 @@ def _batching(stage: str) -> dict[str, Any]:
     return {"batchable": True, **SETTINGS.batching(stage)}
 
 
-def _graphs() -> ModelGraphs:
-    """This stage process's one verified load of the model directory."""
-    die_with_parent()
-    return ModelArtifact.from_directory(SETTINGS.model_dir).graphs
+STAGE_ROLES = ("transformer", "classifier", "inverse_label")
+"""The stage services of one model, in pipeline order."""
 
 
-@bentoml.service(name="tripod_transformer", **_STAGE)
-class Transformer:
-    """Raw columns ``(n_samples, n_inputs)`` → features ``(n_samples, n_features)``."""
+@dataclass(frozen=True)
+class StageServices:
+    """The three stage services of one model directory."""
 
-    def __init__(self) -> None:
-        self.stage = open_stage(_graphs(), "transformer", SETTINGS.onnx_threads)
-        settle_heap()
+    transformer: Any
+    classifier: Any
+    inverse_label: Any
 
-    @bentoml.api(**_batching("transformer"))
-    def transform(self, columns: np.ndarray) -> np.ndarray:
-        assert isinstance(self.stage, TransformerStage)
-        return self.stage.transform(columns)
+    def items(self) -> list[tuple[str, Any]]:
+        return [(role, getattr(self, role)) for role in STAGE_ROLES]
 
 
-@bentoml.service(name="tripod_classifier", **_STAGE)
-class Classifier:
-    """The algorithm stage: features → class probabilities ``(n_samples, n_classes)``, or for a regression
-    model (whose second stage is ``regressor.onnx``) predicted values ``(n_samples,)``."""
+def stage_services(model_dir: Path, suffix: str = "") -> StageServices:
+    """Declare the stage services of one model directory, named ``tripod_<stage><suffix>``.
 
-    def __init__(self) -> None:
-        graphs = _graphs()
-        self.stage = open_stage(
-            graphs, "regressor" if graphs.is_regression else "classifier", SETTINGS.onnx_threads
-        )
-        settle_heap()
+    Called at import, once per model the entry serves (a production variant each, suffix ``_<index>``): BentoML
+    starts every stage process by importing the entry module and finding its service by name, so the same
+    declarations are made in every process, from the same settings."""
 
-    @bentoml.api(**_batching("classifier"))
-    def classify(self, features: np.ndarray) -> np.ndarray:
-        if isinstance(self.stage, RegressorStage):
-            return self.stage.regress(features)
-        assert isinstance(self.stage, ClassifierStage)
-        return self.stage.classify(features)
+    def graphs() -> ModelGraphs:
+        """This stage process's one verified load of the model directory."""
+        die_with_parent()
+        return ModelArtifact.from_directory(model_dir).graphs
 
+    @bentoml.service(name=f"tripod_transformer{suffix}", **_STAGE)
+    class Transformer:
+        """Raw columns ``(n_samples, n_inputs)`` → features ``(n_samples, n_features)``."""
 
-@bentoml.service(name="tripod_inverse_label", **_STAGE)
-class InverseLabel:
-    """Class indices ``(n_samples,)`` → label strings.  A regression model has no such stage: the service
-    still starts (the entry declares it statically) but is never called."""
+        def __init__(self) -> None:
+            self.stage = open_stage(graphs(), "transformer", SETTINGS.onnx_threads)
+            settle_heap()
 
-    def __init__(self) -> None:
-        graphs = _graphs()
-        self.stage = (
-            None if graphs.is_regression else open_stage(graphs, "inverse_label", SETTINGS.onnx_threads)
-        )
-        settle_heap()
+        @bentoml.api(**_batching("transformer"))
+        def transform(self, columns: np.ndarray) -> np.ndarray:
+            assert isinstance(self.stage, TransformerStage)
+            return self.stage.transform(columns)
 
-    @bentoml.api(**_batching("inverse_label"))
-    def inverse(self, indices: np.ndarray) -> list[str]:
-        if not isinstance(self.stage, InverseLabelStage):
-            raise RuntimeError("a regression model has no inverse-label stage")
-        return [str(label) for label in self.stage.inverse(indices)]
+    @bentoml.service(name=f"tripod_classifier{suffix}", **_STAGE)
+    class Classifier:
+        """The algorithm stage: features → class probabilities ``(n_samples, n_classes)``, or for a regression
+        model (whose second stage is ``regressor.onnx``) predicted values ``(n_samples,)``."""
+
+        def __init__(self) -> None:
+            loaded = graphs()
+            self.stage = open_stage(
+                loaded, "regressor" if loaded.is_regression else "classifier", SETTINGS.onnx_threads
+            )
+            settle_heap()
+
+        @bentoml.api(**_batching("classifier"))
+        def classify(self, features: np.ndarray) -> np.ndarray:
+            if isinstance(self.stage, RegressorStage):
+                return self.stage.regress(features)
+            assert isinstance(self.stage, ClassifierStage)
+            return self.stage.classify(features)
+
+    @bentoml.service(name=f"tripod_inverse_label{suffix}", **_STAGE)
+    class InverseLabel:
+        """Class indices ``(n_samples,)`` → label strings.  A regression model has no such stage: the service
+        still starts (the entry declares it statically) but is never called."""
+
+        def __init__(self) -> None:
+            loaded = graphs()
+            self.stage = (
+                None if loaded.is_regression else open_stage(loaded, "inverse_label", SETTINGS.onnx_threads)
+            )
+            settle_heap()
+
+        @bentoml.api(**_batching("inverse_label"))
+        def inverse(self, indices: np.ndarray) -> list[str]:
+            if not isinstance(self.stage, InverseLabelStage):
+                raise RuntimeError("a regression model has no inverse-label stage")
+            return [str(label) for label in self.stage.inverse(indices)]
+
+    return StageServices(Transformer, Classifier, InverseLabel)
 
 
 class ServiceStages:

@@ -266,3 +266,34 @@ def test_baseline_mistakes_are_one_line_and_exit_2(
     assert code == 2 and "classifier.onnx" in error_line(err)
     code, _, err = run_cli(["monitor", "baseline", "--model", str(trained_model_dir)], monkeypatch, capsys)
     assert code == 2 and "--data FILE" in error_line(err)
+
+
+def test_a_model_directory_carries_its_own_hashed_baseline_and_monitor_run_verifies_it(
+    trained_model_dir: Path,
+    held_out_capture: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services.artifacts import ModelArtifact
+
+    manifest = _json(trained_model_dir / "manifest.json")
+    files = {f"monitoring/{name}" for name in ("statistics.json", "constraints.json", "vocabulary.json")}
+    assert files | {"monitoring/reference_sample.jsonl"} <= set(manifest["files"])
+    args = ["monitor", "run", "--baseline", str(trained_model_dir), "--capture", str(held_out_capture)]
+    code, out, err = run_cli([*args, "--out", str(tmp_path / "run")], monkeypatch, capsys)
+    assert code == 0 and "0 violation(s)" in out, out + err
+    artifact = ModelArtifact.from_directory(trained_model_dir)
+    assert _json(tmp_path / "run" / "report.json")["model"] == {
+        "name": manifest["name"],
+        "version": manifest["version"],
+        "manifest_sha256": artifact.manifest_digest,
+    }
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(trained_model_dir, tampered)
+    constraints = tampered / "monitoring" / "constraints.json"
+    constraints.write_text(constraints.read_text().replace('"completeness": 1.0', '"completeness": 0.5'))
+    args = ["monitor", "run", "--baseline", str(tampered), "--capture", str(held_out_capture)]
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "refused")], monkeypatch, capsys)
+    assert code == 2 and "monitoring/constraints.json" in error_line(err), err

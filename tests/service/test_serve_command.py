@@ -128,10 +128,12 @@ def test_the_dockerfile_template_puts_the_entrypoint_in_front_of_bentomls() -> N
 def test_batching_is_configurable_per_stage(tmp_path: Path, trained_model_dir: Path) -> None:
     code = (
         "import json\n"
-        "from services.http.stages import Classifier, InverseLabel, Transformer\n"
+        "from services.http.config import SETTINGS\n"
+        "from services.http.stages import stage_services\n"
+        "stages = stage_services(SETTINGS.model_dir)\n"
         "print(json.dumps({svc.name: [svc.apis[api].max_batch_size, svc.apis[api].max_latency_ms]\n"
         "  for svc, api in "
-        "[(Transformer, 'transform'), (Classifier, 'classify'), (InverseLabel, 'inverse')]}))\n"
+        "[(stages.transformer, 'transform'), (stages.classifier, 'classify'), (stages.inverse_label, 'inverse')]}))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",

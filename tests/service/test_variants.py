@@ -278,3 +278,54 @@ def test_serve_checks_the_variants_file_before_starting(
         return
     code, _, err = run_cli(["serve", "--variants", str(config)], monkeypatch, capsys)
     assert code == 2 and message in error_line(err), err
+
+
+def test_with_stage_services_each_variant_has_its_own_stages_and_a_shadow_still_runs(
+    versions: Path, tmp_path: Path, column: str
+) -> None:
+    """``TRIPOD_STAGES=services``: every variant's rows go to its own three stage services (so rows of two
+    models never share a batch), and the answers match the same models served in-process."""
+    config = tmp_path / "variants.json"
+    _write_variants(
+        config,
+        [
+            {"name": "blue", "model": str(versions / "v1"), "weight": 1},
+            {"name": "green", "model": str(versions / "v2"), "weight": 1},
+            {"name": "next", "model": str(versions / "v3"), "shadow": True},
+        ],
+    )
+    env = {"TRIPOD_VARIANTS": str(config), "TRIPOD_STAGES": "services"}
+    texts = ["Lovely dress, runs small.", "Awful fabric, sent it back.", "It is fine."]
+    with (
+        running_server(versions / "v1", env=env, log_path=tmp_path / "server.log") as running,
+        httpx.Client(base_url=running.url, timeout=60) as client,
+    ):
+        answers = {}
+        for variant in ("blue", "green"):
+            response = client.post(
+                "/predict",
+                json={"records": [{column: text} for text in texts]},
+                headers={"X-Tripod-Target-Variant": variant},
+            )
+            assert response.status_code == 200 and response.headers[INVOKED] == variant
+            answers[variant] = [row["predicted_label"] for row in response.json()]
+        seen = Counter(_predict(client, column).headers[INVOKED] for _ in range(40))
+        assert set(seen) == {"blue", "green"}
+
+        def shadow_predictions() -> float:
+            text = client.get("/metrics").text
+            return sum(
+                _samples(text, "tripod_predictions_total{").get(k, 0.0)
+                for k in _samples(text, "tripod_predictions_total{")
+                if 'variant="next"' in k
+            )
+
+        deadline = time.monotonic() + 20
+        while shadow_predictions() < 3 * 2 + 40 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert shadow_predictions() == 3 * 2 + 40
+    from services.runtime.pipeline import Pipeline
+    from services.runtime.schema import Records
+
+    local = Pipeline.from_directory(versions / "v1").predict(Records([{column: text} for text in texts]))
+    assert answers["blue"] == answers["green"] == [row["predicted_label"] for row in local.records()]

@@ -229,6 +229,7 @@ def run_automl(
         metrics={**metrics, f"validation_objective_{metric.name}": float(best.validation)},  # type: ignore[arg-type]
         metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
         reports=reports_dir,
+        baseline_frame=split.train,
     )
     echo(
         f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}; "

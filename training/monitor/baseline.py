@@ -12,6 +12,12 @@ A baseline folder holds:
   baseline alone, not the model;
 * ``reference_sample.jsonl``: a seeded uniform sample of the table's texts (at most ``sample_size`` rows), the
   reference side of the domain-classifier test.
+
+Export writes one into every model version (``<version>/monitoring/``, from the training split), so it is
+listed and hashed in the manifest like the stages: ``tripod monitor run --baseline <model dir>`` verifies the
+model and uses it.  That copy leaves out what would differ between two identical trainings (the version, the
+manifest's digest, the time: the same data and seed give the same files) and what cannot be known before the
+manifest exists; :func:`read_baseline` fills the version and digest in from the verified directory.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.artifacts import InputColumn, ModelArtifact
+from services.artifacts import MANIFEST_NAME, InputColumn, ModelArtifact
 from services.runtime.limits import DEFAULT_MAX_TEXT_CHARS
 from training.data import require_columns
 from training.monitor.config import Thresholds
@@ -35,6 +41,8 @@ from training.monitor.profile import FLUSH_ROWS, MAX_CATEGORIES, Bins, Layout, P
 from training.monitor.vocabulary import Vocabulary, model_vocabularies
 from training.reports import write_json
 
+MODEL_BASELINE_DIR = "monitoring"
+"""Where export writes a model version's own baseline."""
 STATISTICS = "statistics.json"
 CONSTRAINTS = "constraints.json"
 VOCABULARY = "vocabulary.json"
@@ -146,8 +154,11 @@ def build_baseline(
     seed: int = 42,
     thresholds: Thresholds | None = None,
     progress: bool = True,
+    embedded: bool = False,
 ) -> Baseline:
     """Profile ``frame`` and the model's predictions on it.
+
+    ``embedded``: the copy export writes into the model directory (see the module docstring).
 
     Raises:
         ModelIntegrityError: the model directory does not verify.
@@ -182,9 +193,15 @@ def build_baseline(
     metrics = {k: manifest.metrics[k] for k in ("accuracy", "macro_f1") if k in manifest.metrics}
     statistics["model"] = {
         "name": manifest.name,
-        "version": manifest.version,
-        "directory": str(artifact.directory),
-        "manifest_sha256": artifact.manifest_digest,
+        **(
+            {}
+            if embedded
+            else {
+                "version": manifest.version,
+                "directory": str(artifact.directory),
+                "manifest_sha256": artifact.manifest_digest,
+            }
+        ),
         "problem_type": manifest.problem_type,
         "family": manifest.candidate.family,
         "labels": list(manifest.labels),
@@ -192,7 +209,8 @@ def build_baseline(
         "metrics": metrics,
         "max_text_chars": DEFAULT_MAX_TEXT_CHARS,
     }
-    statistics["created_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not embedded:
+        statistics["created_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text_names = [inputs[i].name for i in profile.text_positions]
     reference = [dict(zip(text_names, texts, strict=True)) for texts in profile.sample.items]
     return Baseline(
@@ -246,11 +264,22 @@ def write_baseline(baseline: Baseline, out: Path) -> dict[str, Path]:
 
 
 def read_baseline(folder: Path) -> Baseline:
-    """Read a baseline folder.
+    """Read a baseline folder, or the baseline of a model directory (verified first, digests and all).
 
     Raises:
         MonitorError: the folder or one of its files is missing or not what ``monitor baseline`` writes.
+        ModelIntegrityError: a model directory that does not verify.
     """
+    if (folder / MANIFEST_NAME).is_file():
+        artifact = ModelArtifact.from_directory(folder)
+        baseline = read_baseline(artifact.directory / MODEL_BASELINE_DIR)
+        model = baseline.statistics["model"]
+        model.update(
+            version=artifact.manifest.version,
+            directory=str(artifact.directory),
+            manifest_sha256=artifact.manifest_digest,
+        )
+        return baseline
     if not folder.is_dir():
         raise MonitorError(
             f"no baseline at {folder}: run tripod monitor baseline --model DIR --data TABLE --out {folder}"

@@ -129,11 +129,19 @@ def value_type(value: object) -> str | None:
     return UNKNOWN
 
 
+EXACT_LIMIT = 100_000
+"""Values a column keeps exactly before it switches to the KLL sketch: below it, quantiles and buckets are exact
+and the same every run (DataSketches' KLL compacts with unseeded coin flips, so two profiles of the same data
+could differ by a few counts — a model's own baseline must be byte-identical between identical trainings)."""
+
+
 class _Numbers:
-    """Count, sum, sum of squares, extremes and a KLL sketch of a column's numbers."""
+    """Count, sum, sum of squares, extremes and the distribution of a column's numbers: exact up to
+    :data:`EXACT_LIMIT` values, a KLL sketch beyond."""
 
     def __init__(self) -> None:
-        self.sketch = kll_floats_sketch(KLL_K)
+        self.sketch: Any = None
+        self.exact: list[np.ndarray] = []
         self.total = 0.0
         self.squares = 0.0
         self.count = 0
@@ -141,30 +149,68 @@ class _Numbers:
     def add(self, values: np.ndarray) -> None:
         if not len(values):
             return
-        self.sketch.update(values.astype(np.float32))
+        if self.sketch is None and self.count + len(values) > EXACT_LIMIT:
+            self.sketch = kll_floats_sketch(KLL_K)
+            for kept in self.exact:
+                self.sketch.update(kept.astype(np.float32))
+            self.exact = []
+        if self.sketch is None:
+            self.exact.append(np.asarray(values, dtype=np.float64))
+        else:
+            self.sketch.update(values.astype(np.float32))
         self.total += float(values.sum())
         self.squares += float(np.square(values).sum())
         self.count += len(values)
+
+    def _sorted(self) -> np.ndarray:
+        return np.sort(np.concatenate(self.exact))
 
     def json(self) -> dict[str, Any]:
         if not self.count:
             return {"mean": None, "sum": 0.0, "std_dev": None, "min": None, "max": None}
         mean = self.total / self.count
         variance = max(0.0, self.squares / self.count - mean * mean)
+        if self.sketch is None:
+            values = self._sorted()
+            low, high, buckets = float(values[0]), float(values[-1]), exact_buckets(values)
+        else:
+            low, high = float(self.sketch.get_min_value()), float(self.sketch.get_max_value())
+            buckets = kll_buckets(self.sketch)
         return {
             "mean": mean,
             "sum": self.total,
             "std_dev": math.sqrt(variance),
-            "min": float(self.sketch.get_min_value()),
-            "max": float(self.sketch.get_max_value()),
-            "distribution": {"kll": {"buckets": kll_buckets(self.sketch)}},
+            "min": low,
+            "max": high,
+            "distribution": {"kll": {"buckets": buckets}},
         }
 
     def quantiles(self) -> dict[str, float | None]:
         if not self.count:
             return {f"p{round(q * 100):02d}": None for q in QUANTILES}
-        values = self.sketch.get_quantiles(list(QUANTILES))
+        if self.sketch is None:  # the value at each rank, as the sketch answers
+            values = np.quantile(self._sorted(), list(QUANTILES), method="inverted_cdf")
+        else:
+            values = self.sketch.get_quantiles(list(QUANTILES))
         return {f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, values, strict=True)}
+
+
+def _bounds(low: float, high: float) -> np.ndarray:
+    return np.linspace(low, high, KLL_BUCKETS + 1)
+
+
+def exact_buckets(values: np.ndarray) -> list[dict[str, float]]:
+    """:func:`kll_buckets` of sorted values counted exactly (each bucket holds values up to its upper bound)."""
+    low, high, n = float(values[0]), float(values[-1]), len(values)
+    if high <= low:
+        return [{"lower_bound": low, "upper_bound": high, "count": float(n)}]
+    bounds = _bounds(low, high)
+    below = np.searchsorted(values, bounds[1:-1], side="right")
+    counts = np.diff(np.concatenate([[0], below, [n]]))
+    return [
+        {"lower_bound": float(lo), "upper_bound": float(hi), "count": float(count)}
+        for lo, hi, count in zip(bounds[:-1], bounds[1:], counts, strict=True)
+    ]
 
 
 def kll_buckets(sketch: Any) -> list[dict[str, float]]:
@@ -172,7 +218,7 @@ def kll_buckets(sketch: Any) -> list[dict[str, float]]:
     low, high, n = float(sketch.get_min_value()), float(sketch.get_max_value()), sketch.n
     if high <= low:
         return [{"lower_bound": low, "upper_bound": high, "count": float(n)}]
-    bounds = np.linspace(low, high, KLL_BUCKETS + 1)
+    bounds = _bounds(low, high)
     masses = sketch.get_pmf([float(b) for b in bounds[1:-1]], inclusive=True)
     return [
         {"lower_bound": float(lo), "upper_bound": float(hi), "count": round(float(mass * n), 1)}
