@@ -170,6 +170,16 @@ def automl(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir)")
     ] = None,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001, help="choose only models whose single-review p99 is at most this (ms, measured)"
+        ),
+    ] = None,
+    max_model_mb: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="choose only models whose ONNX stages are at most this (MiB)"),
+    ] = None,
 ) -> None:
     """Infer the problem, search candidates within the budget, export the best as ONNX stages."""
     _require_training()
@@ -203,6 +213,8 @@ def automl(
             sample=sample,
             study_name=study_name,
             storage=storage,
+            max_latency_ms=max_latency_ms,
+            max_model_mb=max_model_mb,
             echo=typer.echo,
         )
     typer.echo(f"model written to {result.version_dir}")

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.artifacts import MANIFEST_NAME, ModelArtifact, read_manifest, write_manifest
+from harness.models import model_version_copy
+from services.artifacts import MANIFEST_NAME, ModelArtifact
 from tests.cli import error_line, run_cli
 
 
@@ -38,13 +38,10 @@ def manifest_digest(model_dir: Path) -> str:
 @pytest.fixture
 def versions(trained_model_dir: Path, tmp_path: Path) -> dict[str, Path]:
     """Two versions of the trained model, each manifest naming its own version (two digests)."""
-    made = {}
-    for version in ("v1", "v2"):
-        copy = tmp_path / "local" / version
-        shutil.copytree(trained_model_dir, copy)
-        write_manifest(copy, read_manifest(copy).model_copy(update={"version": version}))
-        made[version] = copy
-    return made
+    return {
+        version: model_version_copy(trained_model_dir, tmp_path / "local", version)
+        for version in ("v1", "v2")
+    }
 
 
 @pytest.fixture
@@ -83,7 +80,8 @@ def test_promote_writes_the_pointer_object_and_the_history_and_pull_follows_it(
         )
         assert code == 0, err
 
-    assert out.startswith("promoted reviews v2 (was v1): verified 10 files, ")
+    files = sum(1 for path in versions["v2"].rglob("*") if path.is_file())  # the manifest and its digest too
+    assert out.startswith(f"promoted reviews v2 (was v1): verified {files} files, ")
     assert out.endswith(f"; recorded in {registry}/reviews/history.jsonl\n")
     assert get(s3_client, s3_bucket, "registry/reviews/latest") == b"v2\n"
     history = [
@@ -100,7 +98,7 @@ def test_promote_writes_the_pointer_object_and_the_history_and_pull_follows_it(
     dest = tmp_path / "models" / "current"
     code, out, err = run_cli(["models", "pull", f"{registry}/reviews/latest", str(dest)], monkeypatch, capsys)
     assert code == 0, err
-    assert out.startswith("pulled reviews v2 (10 files, ")
+    assert out.startswith(f"pulled reviews v2 ({files} files, ")
     assert ModelArtifact.from_directory(dest).manifest_digest == manifest_digest(versions["v2"])
 
     code, out, err = run_cli(

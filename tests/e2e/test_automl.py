@@ -117,10 +117,18 @@ def test_the_leaderboard_ranks_every_candidate_and_is_published_with_the_model(
     assert len(board) >= 4 and board["rank"].tolist() == list(range(1, len(board) + 1))
     done = board[board["state"] == "complete"]
     assert done["validation_macro_f1"].is_monotonic_decreasing
-    assert {"fit_seconds", "model_mb", "latency_ms", "test_accuracy", "params"} <= set(board.columns)
+    assert {
+        "fit_seconds",
+        "model_mb",
+        "latency_p99_ms",
+        "chosen",
+        "not_chosen_because",
+        "test_accuracy",
+        "params",
+    } <= set(board.columns)
     reports = classification_run.version_dir / "reports"
     page = (reports / "leaderboard.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # objective, time, confusion matrix
+    assert page.count("data:image/png;base64,") == 4  # objective, time, latency (Pareto), confusion matrix
     assert (reports / "leaderboard.csv").is_file()
     problem = json.loads((classification_run.run_dir / "problem.json").read_text())
     assert problem["objective"] == "macro_f1" and problem["text"] == ["review_body"]
@@ -296,3 +304,64 @@ def test_ctrl_c_stops_the_search_cleanly_and_keeps_finished_candidates(reviews: 
     assert "model written to" in stdout
     assert (out / "latest" / "manifest.json").is_file()
     assert (out / "runs" / "ctrl-c" / "reports" / "leaderboard.csv").is_file()
+
+
+def test_a_resumed_search_under_a_size_limit_chooses_within_it_and_says_why_not_the_others(
+    reviews: Path, classification_run: AutoMLResult
+) -> None:
+    """The finished study is reused (no new trials) and only the choice changes: the limit is the smallest
+    candidate's size, so the choice must be within it and every larger candidate is marked with the reason."""
+    board = classification_run.leaderboard
+    done = board[(board["state"] == "complete") & (board["family"] != "ensemble")]
+    limit = float(done["model_mb"].min()) + 0.0005  # the board rounds sizes to 0.001 MiB
+    out = classification_run.version_dir.parent
+    resumed = run_automl(
+        reviews,
+        "sentiment",
+        out,
+        preset="fast",
+        time_budget="60s",
+        max_candidates=4,
+        text=["review_body"],
+        categorical=["class_name"],
+        numeric=["age"],
+        study_name=classification_run.run_dir.name,
+        max_model_mb=limit,
+        progress=False,
+        echo=_quiet,
+    )
+    again = resumed.leaderboard
+    chosen = again[again["chosen"]]
+    assert len(chosen) == 1 and float(chosen["model_mb"].iloc[0]) <= limit
+    finished = again[again["state"] == "complete"]
+    over = finished[finished["model_mb"] > limit]
+    assert (over["not_chosen_because"].str.contains("is over --max-model-mb")).all()
+    assert (finished[finished["model_mb"] <= limit]["not_chosen_because"] == "").all()
+    page = (resumed.version_dir / "reports" / "leaderboard.html").read_text()
+    assert "Score vs serving latency" in page and f"model &lt;= {limit:g} MiB" in page
+    if not over.empty and float(over["validation_macro_f1"].max()) > float(
+        chosen["validation_macro_f1"].iloc[0]
+    ):
+        assert "scored best on validation" in page  # the summary names the better candidate left out
+
+
+def test_a_search_with_no_candidate_within_the_latency_limit_fails_and_names_the_best_one(
+    reviews: Path, classification_run: AutoMLResult
+) -> None:
+    with pytest.raises(SearchFailed, match=r"no finished candidate is within the serving limits .* was not chosen: "
+                       r"single-review p99 .* ms is over --max-latency-ms 0.001"):  # fmt: skip
+        run_automl(
+            reviews,
+            "sentiment",
+            classification_run.version_dir.parent,
+            preset="fast",
+            time_budget="60s",
+            max_candidates=4,
+            text=["review_body"],
+            categorical=["class_name"],
+            numeric=["age"],
+            study_name=classification_run.run_dir.name,
+            max_latency_ms=0.001,
+            progress=False,
+            echo=_quiet,
+        )

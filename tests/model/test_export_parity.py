@@ -20,6 +20,7 @@ from training.automl.sklearn_onnx import ExportError
 from training.data import Split, fingerprint, split_frame, stratified_sample
 from training.errors import ParityError
 from training.export import ExportOptions, export_candidate
+from training.monitor.baseline import BASELINE_FILES
 from training.train import run_training, text_problem
 
 STAGE_FILES = {"transformer.onnx", "classifier.onnx", "inverse_label.onnx"}
@@ -57,10 +58,12 @@ def _export(model: TfidfLinear, split: Split, root: Path, stages: OnnxStages | N
 def test_manifest_records_a_sha256_for_every_file(trained_model_dir: Path) -> None:
     manifest = ModelArtifact.from_directory(trained_model_dir).manifest  # verifies every digest
     # a linear model also has its exact explainer (tests/model/test_explainer_export.py), and `tripod train`
-    # ships its global SHAP report (tests/e2e/test_explain_cli.py)
+    # ships its global SHAP report (tests/e2e/test_explain_cli.py) and its monitoring baseline
+    # (tests/e2e/test_monitor_cli.py)
     explainer = {"explainer.onnx", "explainer_features.json"}
     reports = {"reports/explanations.json", "reports/explanations.html"}
-    assert set(manifest.files) == STAGE_FILES | {"metrics.json"} | explainer | reports
+    baseline = {f"monitoring/{name}" for name in BASELINE_FILES}
+    assert set(manifest.files) == STAGE_FILES | {"metrics.json"} | explainer | reports | baseline
     for name, digest in manifest.files.items():
         assert digest == sha256_file(trained_model_dir / name)
 

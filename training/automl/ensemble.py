@@ -25,8 +25,15 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.candidate import CandidateModel, OnnxStages, Params, Preset
+from training.automl.limits import NO_LIMITS, ServingLimits
 from training.automl.objectives import Objective
-from training.automl.search import TrialRecord, load_candidate, single_row_latency_ms, test_scores
+from training.automl.search import (
+    LATENCY_ROWS,
+    TrialRecord,
+    load_candidate,
+    single_row_latency_ms,
+    test_scores,
+)
 from training.data import Split
 from training.problem import Problem
 
@@ -274,11 +281,20 @@ class EnsembleResult:
 
 
 def choose_members(
-    records: Sequence[TrialRecord], objective: Objective, k: int = MAX_MEMBERS
+    records: Sequence[TrialRecord],
+    objective: Objective,
+    k: int = MAX_MEMBERS,
+    limits: ServingLimits = NO_LIMITS,
 ) -> list[TrialRecord]:
-    """The best finished trial of each family, best first, then the next best overall, up to ``k``."""
+    """The best finished trial of each family, best first, then the next best overall, up to ``k``; only
+    candidates within ``limits`` (a member over them would put the ensemble over them too)."""
     done = [
-        r for r in records if r.state == "complete" and r.validation is not None and r.family != "ensemble"
+        r
+        for r in records
+        if r.state == "complete"
+        and r.validation is not None
+        and r.family != "ensemble"
+        and limits.violation(r) is None
     ]
     done.sort(key=lambda r: r.validation, reverse=objective.direction == "maximize")  # type: ignore[arg-type,return-value]
     chosen: list[TrialRecord] = []
@@ -328,10 +344,13 @@ def try_ensemble(
     run_dir: Path,
     *,
     seed: int = 42,
+    limits: ServingLimits = NO_LIMITS,
 ) -> EnsembleResult | None:
     """Weighted soft vote of the top candidates (weights by :func:`select_weights` on validation); None when
-    fewer than two finished, the selection keeps a single member, or the graphs cannot be combined."""
-    chosen = choose_members(records, objective)
+    fewer than two finished, the selection keeps a single member, or the graphs cannot be combined.  The
+    ensemble is measured like any candidate; one over ``limits`` is returned (for the leaderboard) but may not
+    be chosen."""
+    chosen = choose_members(records, objective, limits=limits)
     if len(chosen) < 2:
         return None
     members = [load_candidate(r) for r in chosen]
@@ -359,7 +378,9 @@ def try_ensemble(
     record.validation = objective.score(problem, truth, ensemble.predict_scores(split.validation))
     record.test = test_scores(problem, objective, ensemble, split.test)
     try:
-        record.model_bytes, record.latency_ms = single_row_latency_ms(ensemble, split.validation.head(1))
+        record.model_bytes, record.latency_ms = single_row_latency_ms(
+            ensemble, split.validation.head(LATENCY_ROWS)
+        )
     except (ValueError, onnx.checker.ValidationError, RuntimeError) as exc:
         logger.warning(
             "the ensemble of %s cannot be exported as one graph: %s", record.params["families"], exc

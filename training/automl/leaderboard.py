@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from training.automl.limits import NO_LIMITS, ServingLimits
 from training.automl.objectives import Objective
 from training.automl.search import TrialRecord
 
@@ -28,10 +29,17 @@ LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_HTML = "leaderboard.html"
 
 
-def leaderboard_frame(records: Sequence[TrialRecord], objective: Objective) -> pd.DataFrame:
-    """One row per candidate, best validation objective first; unfinished trials last."""
+def leaderboard_frame(
+    records: Sequence[TrialRecord],
+    objective: Objective,
+    limits: ServingLimits = NO_LIMITS,
+    chosen: int | None = None,
+) -> pd.DataFrame:
+    """One row per candidate, best validation objective first; unfinished trials last.  ``chosen`` marks the
+    exported candidate; ``not_chosen_because`` says why a finished candidate over the serving limits was not."""
     rows = []
     for record in records:
+        over = limits.violation(record) if record.state == "complete" else None
         row: dict[str, Any] = {
             "trial": record.number,
             "family": record.family,
@@ -40,7 +48,9 @@ def leaderboard_frame(records: Sequence[TrialRecord], objective: Objective) -> p
             **{f"test_{name}": value for name, value in record.test.items()},
             "fit_seconds": round(record.fit_seconds, 2),
             "model_mb": None if record.model_bytes is None else round(record.model_bytes / 2**20, 3),
-            "latency_ms": None if record.latency_ms is None else round(record.latency_ms, 3),
+            "latency_p99_ms": None if record.latency_ms is None else round(record.latency_ms, 3),
+            "chosen": record.number == chosen,
+            "not_chosen_because": over or "",
             "params": json.dumps(record.params, sort_keys=True, default=str),
             "error": record.error or "",
         }
@@ -94,6 +104,44 @@ def _time_plot(frame: pd.DataFrame, objective: Objective) -> str:
     return _png(figure)
 
 
+def _pareto_plot(frame: pd.DataFrame, objective: Objective, limits: ServingLimits) -> str:
+    """Quality against single-review p99: every finished candidate, the Pareto front (no other candidate is both
+    faster and better), the latency limit and the chosen candidate."""
+    key = f"validation_{objective.name}"
+    done = frame[(frame["state"] == "complete") & frame["latency_p99_ms"].notna()].sort_values(
+        "latency_p99_ms"
+    )
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for family, part in done.groupby("family"):
+        axis.scatter(part["latency_p99_ms"], part[key], label=family, s=30)
+    front, best = [], None
+    for _, row in done.iterrows():
+        if best is None or objective.better(row[key], best):
+            best = row[key]
+            front.append((row["latency_p99_ms"], row[key]))
+    if front:
+        xs, ys = zip(*front, strict=True)
+        axis.step(xs, ys, where="post", color="black", linewidth=1, label="Pareto front")
+    if limits.max_latency_ms is not None:
+        axis.axvline(limits.max_latency_ms, color="tab:red", linestyle="--", label="--max-latency-ms")
+    chosen = done[done["chosen"]]
+    if len(chosen):
+        axis.scatter(
+            chosen["latency_p99_ms"],
+            chosen[key],
+            s=160,
+            facecolors="none",
+            edgecolors="black",
+            label="chosen",
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("single-review p99 (ms, log scale)")
+    axis.set_ylabel(key)
+    axis.set_title("Quality against serving latency")
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
 def _confusion_plot(report: Mapping[str, Any]) -> str:
     labels = report["confusion_matrix"]["labels"]
     matrix = np.asarray(report["confusion_matrix"]["matrix"])
@@ -126,6 +174,8 @@ def write_leaderboard(
     title: str = "Tripod AutoML leaderboard",
     summary: Mapping[str, Any] | None = None,
     links: Mapping[str, str] | None = None,
+    limits: ServingLimits = NO_LIMITS,
+    chosen: int | None = None,
 ) -> pd.DataFrame:
     """Write ``leaderboard.csv`` and ``leaderboard.html`` (plots embedded) into ``directory``.
 
@@ -135,9 +185,10 @@ def write_leaderboard(
         summary: key facts shown above the table (problem, budget, best candidate…).
         links: other reports beside the leaderboard, title → file name relative to ``directory`` (the best
             model's ``explanations.html``).
+        limits, chosen: the serving limits and the exported trial's number (see :func:`leaderboard_frame`).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    frame = leaderboard_frame(records, objective)
+    frame = leaderboard_frame(records, objective, limits, chosen)
     frame.to_csv(directory / LEADERBOARD_CSV, index=False)
     sections = [f"<h1>{html.escape(title)}</h1>"]
     if summary:
@@ -161,6 +212,8 @@ def write_leaderboard(
         sections.append(
             f'<h2>Score vs training time</h2><img src="data:image/png;base64,{_time_plot(frame, objective)}">'
         )
+        pareto = _pareto_plot(frame, objective, limits)
+        sections.append(f'<h2>Score vs serving latency</h2><img src="data:image/png;base64,{pareto}">')
     if best_report and "confusion_matrix" in best_report:
         sections.append(
             f'<h2>Best candidate on test</h2><img src="data:image/png;base64,{_confusion_plot(best_report)}">'

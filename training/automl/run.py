@@ -20,6 +20,7 @@ import pandas as pd
 
 from training.automl.candidate import CandidateModel, Preset
 from training.automl.leaderboard import write_leaderboard
+from training.automl.limits import ServingLimits
 from training.automl.objectives import resolve_objective
 from training.automl.search import (
     Search,
@@ -75,6 +76,8 @@ def run_automl(
     sample: int | None = None,
     study_name: str | None = None,
     storage: str | None = None,
+    max_latency_ms: float | None = None,
+    max_model_mb: float | None = None,
     progress: bool = True,
     echo: Any = print,
 ) -> AutoMLResult:
@@ -93,6 +96,8 @@ def run_automl(
         families: Explicit candidate families instead of the preset's.
         sample: Use a (stratified) sample of this many rows.
         study_name, storage: Resume a study by name; an Optuna storage URL (default SQLite in the run directory).
+        max_latency_ms, max_model_mb: The chosen model's single-review p99 and ONNX size at most
+            (:mod:`training.automl.limits`); candidates over them stay on the leaderboard, with the reason.
         echo: Where human-readable progress lines go.
 
     Raises:
@@ -164,7 +169,8 @@ def run_automl(
     search = Search(problem, split, metric, settings, run_dir, progress=progress)
     records = search.run()
     reports_dir = run_dir / "reports"
-    best = best_record(records, metric)
+    limits = ServingLimits(max_latency_ms=max_latency_ms, max_model_mb=max_model_mb)
+    best = best_record(records, metric, limits)
     summary = {
         "target": target,
         "problem type": problem.problem_type,
@@ -172,22 +178,34 @@ def run_automl(
         "preset": preset,
         "budget": f"{budget_s:.0f}s",
         "candidates": len(records),
+        "serving limits": limits.describe(),
     }
     if best is None:
-        write_leaderboard(records, metric, reports_dir, summary=summary)
-        raise SearchFailed(
-            f"no candidate finished within the budget of {budget_s:.0f}s ({len(records)} tried); "
-            f"raise --time-budget; partial leaderboard: {reports_dir / 'leaderboard.csv'}"
+        write_leaderboard(records, metric, reports_dir, summary=summary, limits=limits)
+        finished = best_record(records, metric)
+        reason = (
+            f"no candidate finished within the budget of {budget_s:.0f}s ({len(records)} tried); raise --time-budget"
+            if finished is None
+            else f"no finished candidate is within the serving limits ({limits.describe()}); the best, trial "
+            f"{finished.number} ({finished.family}), was not chosen: {limits.violation(finished)}"
         )
+        raise SearchFailed(f"{reason}; partial leaderboard: {reports_dir / 'leaderboard.csv'}")
 
     winner: CandidateModel = load_candidate(best)
     from training.automl.ensemble import try_ensemble
 
-    ensemble = try_ensemble(records, metric, problem, split, run_dir, seed=seed)
+    ensemble = try_ensemble(records, metric, problem, split, run_dir, seed=seed, limits=limits)
     if ensemble is not None:
         records = [*records, ensemble.record]
-        if metric.better(ensemble.record.validation, best.validation):  # type: ignore[arg-type]
+        within = limits.violation(ensemble.record) is None
+        if within and metric.better(ensemble.record.validation, best.validation):  # type: ignore[arg-type]
             best, winner = ensemble.record, ensemble.candidate
+    unconstrained = best_record(records, metric)
+    if limits.active and unconstrained is not None and unconstrained is not best:
+        summary["not chosen"] = (
+            f"trial {unconstrained.number} ({unconstrained.family}) scored best on validation "
+            f"({unconstrained.validation:.4f}) but {limits.violation(unconstrained)}"
+        )
     metrics, report = evaluation_report(winner, split)
     summary |= {
         "best": f"trial {best.number} ({best.family})",
@@ -207,7 +225,14 @@ def run_automl(
     )
     links = {"Global SHAP explanations of the best model": explanations.name} if explanations else None
     board = write_leaderboard(
-        records, metric, reports_dir, best_report=report.get("test"), summary=summary, links=links
+        records,
+        metric,
+        reports_dir,
+        best_report=report.get("test"),
+        summary=summary,
+        links=links,
+        limits=limits,
+        chosen=best.number,
     )
     from training.automl.notebooks import write_notebooks
 

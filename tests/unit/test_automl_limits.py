@@ -1,0 +1,61 @@
+"""Serving limits in the AutoML choice (``training/automl/limits.py``): a candidate over ``--max-latency-ms`` or
+``--max-model-mb`` is never chosen, alone or as an ensemble member, and the leaderboard says why."""
+
+from __future__ import annotations
+
+from training.automl.ensemble import choose_members
+from training.automl.leaderboard import leaderboard_frame
+from training.automl.limits import MIB, ServingLimits
+from training.automl.objectives import resolve_objective
+from training.automl.search import TrialRecord, best_record
+
+MACRO_F1 = resolve_objective("macro_f1", "multiclass")
+
+
+def _record(number: int, family: str, validation: float, latency_ms: float, mib: float) -> TrialRecord:
+    return TrialRecord(
+        number=number,
+        family=family,
+        params={},
+        state="complete",
+        validation=validation,
+        latency_ms=latency_ms,
+        model_bytes=int(mib * MIB),
+    )
+
+
+RECORDS = [
+    _record(0, "minilm", 0.74, latency_ms=21.0, mib=87.0),  # the best score, far too slow for the SLO
+    _record(1, "tfidf_linear", 0.71, latency_ms=0.4, mib=3.0),
+    _record(2, "gbdt", 0.72, latency_ms=1.9, mib=12.0),
+    _record(3, "fasttext", 0.70, latency_ms=0.9, mib=40.0),
+]
+
+
+def test_the_best_candidate_within_the_limits_is_chosen_over_a_better_one_outside() -> None:
+    assert best_record(RECORDS, MACRO_F1).number == 0
+    assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=5)).number == 2
+    assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=5, max_model_mb=10)).number == 1
+    assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=0.1)) is None
+
+
+def test_an_unmeasured_candidate_is_not_chosen_under_a_limit() -> None:
+    unmeasured = TrialRecord(number=9, family="gbdt", params={}, state="complete", validation=0.9)
+    assert best_record([unmeasured], MACRO_F1) is unmeasured
+    assert ServingLimits(max_latency_ms=5).violation(unmeasured) == "its latency was not measured"
+    assert best_record([unmeasured], MACRO_F1, ServingLimits(max_model_mb=5)) is None
+
+
+def test_ensemble_members_are_only_candidates_within_the_limits() -> None:
+    members = choose_members(RECORDS, MACRO_F1, limits=ServingLimits(max_latency_ms=5))
+    assert [m.number for m in members] == [2, 1, 3]
+
+
+def test_the_leaderboard_marks_the_choice_and_says_why_the_others_were_not_chosen() -> None:
+    limits = ServingLimits(max_latency_ms=5, max_model_mb=30)
+    frame = leaderboard_frame(RECORDS, MACRO_F1, limits, chosen=2).set_index("trial")
+    assert frame.loc[2, "chosen"] and not frame.loc[0, "chosen"]
+    assert frame.loc[0, "not_chosen_because"] == "single-review p99 21.00 ms is over --max-latency-ms 5"
+    assert frame.loc[3, "not_chosen_because"] == "model 40.00 MiB is over --max-model-mb 30"
+    assert frame.loc[1, "not_chosen_because"] == "" and frame.loc[2, "not_chosen_because"] == ""
+    assert limits.describe() == "single-review p99 <= 5 ms, model <= 30 MiB"
