@@ -33,9 +33,13 @@ RECORDS = [
 
 
 def test_the_best_candidate_within_the_limits_is_chosen_over_a_better_one_outside() -> None:
-    assert best_record(RECORDS, MACRO_F1).number == 0
-    assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=5)).number == 2
-    assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=5, max_model_mb=10)).number == 1
+    def chosen(limits: ServingLimits) -> int | None:
+        record = best_record(RECORDS, MACRO_F1, limits)
+        return None if record is None else record.number
+
+    assert chosen(ServingLimits()) == 0
+    assert chosen(ServingLimits(max_latency_ms=5)) == 2
+    assert chosen(ServingLimits(max_latency_ms=5, max_model_mb=10)) == 1
     assert best_record(RECORDS, MACRO_F1, ServingLimits(max_latency_ms=0.1)) is None
 
 
