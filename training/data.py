@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -194,11 +194,16 @@ def run_prepare(
 
 @dataclass(frozen=True)
 class Split:
-    """Disjoint train / validation / test frames; each keeps the original row labels for traceability."""
+    """Disjoint train / validation / test frames; each keeps the original row labels for traceability.
+
+    ``selection`` (AutoML only, else empty) is held out from everything the candidates are tuned on — their fit,
+    early stopping, pruning and the search's objective all use ``validation`` — so the choice of the best
+    candidate and the ensemble's weights are made on rows no candidate has seen."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _stratified(
@@ -224,6 +229,7 @@ def split_frame(
     validation: float = 0.1,
     test: float = 0.1,
     stratify: bool = True,
+    selection: float = 0.0,
 ) -> Split:
     """Split rows into train / validation / test, stratified by ``target`` and fully determined by ``seed``.
 
@@ -236,21 +242,28 @@ def split_frame(
         seed: Seed of the shuffles; the same seed and data always give the same rows.
         validation: Fraction of all rows for validation (may be 0).
         test: Fraction of all rows for test.
+        selection: Fraction of all rows for the selection split (AutoML), taken from the training rows.
         stratify: False for regression targets, whose values are not classes.
 
     Raises:
         DataError: Bad fractions, a missing target column, or a class too small to stratify.
     """
     require_columns(frame, [target])
-    if not (0 < test < 1 and 0 <= validation < 1 and validation + test < 1):
+    if not (
+        0 < test < 1 and 0 <= validation < 1 and 0 <= selection < 1 and validation + test + selection < 1
+    ):
         raise DataError(
-            f"need 0 < test, 0 <= validation and validation + test < 1; got {validation=}, {test=}"
+            "need 0 < test, 0 <= validation, 0 <= selection and validation + test + selection < 1; "
+            f"got {validation=}, {test=}, {selection=}"
         )
     rest, test_frame = _stratified(frame, target, test, seed, stratify)
+    selection_frame = rest.iloc[:0]
+    if selection > 0:
+        rest, selection_frame = _stratified(rest, target, selection / (1 - test), seed, stratify)
     if validation == 0:
-        return Split(train=rest, validation=rest.iloc[:0], test=test_frame)
-    train, validation_frame = _stratified(rest, target, validation / (1 - test), seed, stratify)
-    return Split(train=train, validation=validation_frame, test=test_frame)
+        return Split(train=rest, validation=rest.iloc[:0], test=test_frame, selection=selection_frame)
+    train, validation_frame = _stratified(rest, target, validation / (1 - test - selection), seed, stratify)
+    return Split(train=train, validation=validation_frame, test=test_frame, selection=selection_frame)
 
 
 def stratified_sample(frame: pd.DataFrame, target: str, n: int, *, seed: int = 42) -> pd.DataFrame:

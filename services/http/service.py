@@ -45,6 +45,7 @@ from services.monitoring.metrics import (
     metrics_text,
     tripod_metrics,
 )
+from services.monitoring.variants import served_variants
 from services.runtime.memory import ReleaseMemory
 from services.runtime.pipeline import Call, Observer, Pipeline, StageRunner
 from services.runtime.schema import Records
@@ -113,7 +114,9 @@ class _Tripod:
 
     def __init__(self) -> None:
         die_with_parent()
-        specs = VARIANTS
+        specs = served_variants(
+            SETTINGS.variants, SETTINGS.model_dir
+        )  # VARIANTS, unless a test swapped SETTINGS
         artifacts = [ModelArtifact.from_directory(spec.model) for spec in specs]
         manifest = artifacts[0].manifest
         remotes: list[ServiceStages | None] = [None] * len(specs)

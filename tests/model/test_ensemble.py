@@ -115,3 +115,57 @@ def test_members_are_the_best_of_each_family_first() -> None:
     ]
     chosen = choose_members(records, OBJECTIVES["macro_f1"])
     assert [r.number for r in chosen] == [1, 4, 2, 3]
+
+
+def test_ensemble_weights_are_selected_on_rows_no_member_was_tuned_on(
+    prepared_reviews: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members fit on train and tune on validation; the weights must come from the selection split. The rows
+    handed to the weight selection are recorded: had they been validation's (or train's), this fails."""
+    import pickle
+
+    import training.automl.ensemble as ensemble_module
+    from training.automl.ensemble import try_ensemble
+
+    split = split_frame(
+        stratified_sample(prepared_reviews, TARGET, 1200, seed=0), TARGET, seed=42, selection=0.1
+    )
+    problem = Problem(TARGET, "multiclass", ("negative", "neutral", "positive"), ROLES)
+    records = []
+    for number, (family, params) in enumerate([("tfidf_linear", {}), ("fasttext", {"max_epochs": 2})]):
+        member = _member(family, problem, split, **params)
+        path = tmp_path / f"{number}.pkl"
+        path.write_bytes(pickle.dumps(member))
+        objective = OBJECTIVES["macro_f1"]
+        selection = objective.score(
+            problem, problem.encode_target(split.selection), member.predict_scores(split.selection)
+        )
+        records.append(
+            TrialRecord(
+                number, family, {}, "complete", validation=0.5, selection=selection, candidate_path=str(path)
+            )
+        )
+    seen: list[np.ndarray] = []
+    select = ensemble_module.select_weights
+
+    def recording(objective, problem, truth, scores, rounds=ensemble_module.SELECTION_ROUNDS):
+        seen.append(np.asarray(truth))
+        return (
+            np.array([0.5, 0.5])
+            if len(truth) == len(split.selection)
+            else select(objective, problem, truth, scores, rounds)
+        )
+
+    monkeypatch.setattr(ensemble_module, "select_weights", recording)
+    result = try_ensemble(records, OBJECTIVES["macro_f1"], problem, split, tmp_path, seed=1)
+    assert result is not None
+    assert np.array_equal(
+        seen[0], problem.encode_target(split.selection)
+    )  # the final weights: all selection rows
+    assert sorted(len(t) for t in seen[1:]) == [
+        len(split.selection) // 2,
+        len(split.selection) - len(split.selection) // 2,
+    ]
+    tuned = set(split.train.index) | set(split.validation.index)
+    assert not tuned & set(split.selection.index)
+    assert result.record.selection is not None and result.record.validation is not None

@@ -147,11 +147,30 @@ def test_split_is_disjoint_complete_and_stratified(labelled: pd.DataFrame) -> No
         assert shares.to_dict() == pytest.approx({"positive": 0.7, "neutral": 0.2, "negative": 0.1}, abs=0.01)
 
 
+def test_a_selection_split_is_held_out_from_training_rows_only(labelled: pd.DataFrame) -> None:
+    plain = split_frame(labelled, TARGET, seed=42)
+    split = split_frame(labelled, TARGET, seed=42, selection=0.1)
+    assert (len(split.train), len(split.validation), len(split.selection), len(split.test)) == (
+        700,
+        100,
+        100,
+        100,
+    )
+    parts = [set(part.index) for part in (split.train, split.validation, split.selection, split.test)]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == 1000
+    assert list(split.test.index) == list(
+        plain.test.index
+    )  # test rows do not move when selection is asked for
+    shares = split.selection[TARGET].value_counts(normalize=True)
+    assert shares.to_dict() == pytest.approx({"positive": 0.7, "neutral": 0.2, "negative": 0.1}, abs=0.01)
+    assert plain.selection.empty
+
+
 @pytest.mark.parametrize(
     ("validation", "test"), [(0.5, 0.5), (0.1, 0.0), (-0.1, 0.2)], ids=["sum-one", "no-test", "negative"]
 )
 def test_split_refuses_bad_fractions(labelled: pd.DataFrame, validation: float, test: float) -> None:
-    with pytest.raises(DataError, match="validation \\+ test < 1"):
+    with pytest.raises(DataError, match="validation \\+ test \\+ selection < 1"):
         split_frame(labelled, TARGET, validation=validation, test=test)
 
 

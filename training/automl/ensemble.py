@@ -5,7 +5,7 @@ one ``features`` tensor.  The ensemble's transformer therefore runs every member
 inputs, casts each ``features`` to float32 and concatenates them; its classifier slices each member's columns
 back out, casts them to the member's type (token ids stay exact: float32 holds integers up to 2^24), runs the
 member's estimator and takes the weighted mean of the probabilities (or the regression values); the weights come
-from greedy ensemble selection on validation (:func:`select_weights`).  The graphs are inlined with
+from greedy ensemble selection (:func:`select_weights`) on the selection split, rows no member was tuned on.  The graphs are inlined with
 per-member name prefixes after bringing every member to one opset.
 """
 
@@ -286,8 +286,9 @@ def choose_members(
     k: int = MAX_MEMBERS,
     limits: ServingLimits = NO_LIMITS,
 ) -> list[TrialRecord]:
-    """The best finished trial of each family, best first, then the next best overall, up to ``k``; only
-    candidates within ``limits`` (a member over them would put the ensemble over them too)."""
+    """The best finished trial of each family by :attr:`TrialRecord.choice_score`, best first, then the next
+    best overall, up to ``k``; only candidates within ``limits`` (a member over them would put the ensemble
+    over them too)."""
     done = [
         r
         for r in records
@@ -296,7 +297,7 @@ def choose_members(
         and r.family != "ensemble"
         and limits.violation(r) is None
     ]
-    done.sort(key=lambda r: r.validation, reverse=objective.direction == "maximize")  # type: ignore[arg-type,return-value]
+    done.sort(key=lambda r: r.choice_score, reverse=objective.direction == "maximize")  # type: ignore[arg-type,return-value]
     chosen: list[TrialRecord] = []
     for record in done:
         if record.family not in {c.family for c in chosen}:
@@ -336,6 +337,27 @@ def select_weights(
     return best_counts / best_counts.sum()
 
 
+def _vote(weights: np.ndarray, scores: Sequence[np.ndarray]) -> np.ndarray:
+    return np.asarray(sum(w * s for w, s in zip(weights, scores, strict=True)), dtype=np.float64)
+
+
+def cross_fitted_score(
+    objective: Objective, problem: Problem, truth: np.ndarray, scores: Sequence[np.ndarray], *, seed: int
+) -> float:
+    """The ensemble's objective on rows its weights were not fitted on.
+
+    Weights fitted on the selection rows would flatter the ensemble if it were then compared on those rows
+    with single candidates, which fit nothing there.  So the rows are halved (seeded): weights are selected on
+    each half and the other half is voted with them, and the objective is computed on the pooled votes."""
+    order = np.random.default_rng(seed).permutation(len(truth))
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    pooled = np.zeros_like(np.asarray(scores[0], dtype=np.float64))
+    for fitted, held in (halves, halves[::-1]):
+        weights = select_weights(objective, problem, truth[fitted], [s[fitted] for s in scores])
+        pooled[held] = _vote(weights, [s[held] for s in scores])
+    return objective.score(problem, truth, pooled)
+
+
 def try_ensemble(
     records: Sequence[TrialRecord],
     objective: Objective,
@@ -346,21 +368,26 @@ def try_ensemble(
     seed: int = 42,
     limits: ServingLimits = NO_LIMITS,
 ) -> EnsembleResult | None:
-    """Weighted soft vote of the top candidates (weights by :func:`select_weights` on validation); None when
-    fewer than two finished, the selection keeps a single member, or the graphs cannot be combined.  The
-    ensemble is measured like any candidate; one over ``limits`` is returned (for the leaderboard) but may not
-    be chosen."""
+    """Weighted soft vote of the top candidates; None when fewer than two finished, the selection keeps a
+    single member, or the graphs cannot be combined.  The ensemble is measured like any candidate; one over
+    ``limits`` is returned (for the leaderboard) but may not be chosen.
+
+    With a selection split (AutoML's), members are ranked and weighted there, on rows none of them was tuned
+    on, and the ensemble's selection score is cross-fitted (:func:`cross_fitted_score`); without one, on
+    validation."""
     chosen = choose_members(records, objective, limits=limits)
     if len(chosen) < 2:
         return None
     members = [load_candidate(r) for r in chosen]
-    truth = problem.encode_target(split.validation)
-    validation_scores = [np.asarray(m.predict_scores(split.validation), dtype=np.float64) for m in members]
-    weights = select_weights(objective, problem, truth, validation_scores)
+    weigh_on = split.selection if len(split.selection) else split.validation
+    truth = problem.encode_target(weigh_on)
+    member_scores = [np.asarray(m.predict_scores(weigh_on), dtype=np.float64) for m in members]
+    weights = select_weights(objective, problem, truth, member_scores)
     kept = np.flatnonzero(weights > 0)
     if len(kept) < 2:
         return None
     chosen, members = [chosen[i] for i in kept], [members[i] for i in kept]
+    member_scores = [member_scores[i] for i in kept]
     params = {
         "members": [r.number for r in chosen],
         "families": [r.family for r in chosen],
@@ -375,7 +402,10 @@ def try_ensemble(
         state="complete",
         fit_seconds=sum(r.fit_seconds for r in chosen),
     )
-    record.validation = objective.score(problem, truth, ensemble.predict_scores(split.validation))
+    validation_truth = problem.encode_target(split.validation)
+    record.validation = objective.score(problem, validation_truth, ensemble.predict_scores(split.validation))
+    if len(split.selection):
+        record.selection = cross_fitted_score(objective, problem, truth, member_scores, seed=seed)
     record.test = test_scores(problem, objective, ensemble, split.test)
     try:
         record.model_bytes, record.latency_ms = single_row_latency_ms(

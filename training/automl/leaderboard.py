@@ -1,6 +1,7 @@
 """The leaderboard: every candidate the search tried, as CSV and as an HTML page with plots.
 
-The best candidate is chosen on validation and reported on test; the page shows its confusion matrix and
+The best candidate is chosen on the selection split (rows no candidate was tuned on; validation when there is
+none) and reported on test, with the gap between the two; the page shows its confusion matrix and
 per-class F1 (classification) so a reviewer sees where it errs, not only how often.
 """
 
@@ -45,7 +46,9 @@ def leaderboard_frame(
             "family": record.family,
             "state": record.state,
             f"validation_{objective.name}": record.validation,
+            f"selection_{objective.name}": record.selection,
             **{f"test_{name}": value for name, value in record.test.items()},
+            "selection_test_gap": optimism(record, objective) if record.state == "complete" else None,
             "fit_seconds": round(record.fit_seconds, 2),
             "model_mb": None if record.model_bytes is None else round(record.model_bytes / 2**20, 3),
             "latency_p99_ms": None if record.latency_ms is None else round(record.latency_ms, 3),
@@ -58,13 +61,26 @@ def leaderboard_frame(
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    key = f"validation_{objective.name}"
+    key = (
+        f"selection_{objective.name}"
+        if frame[f"selection_{objective.name}"].notna().any()
+        else f"validation_{objective.name}"
+    )
     frame["_done"] = frame["state"].eq("complete")
     frame = frame.sort_values(
         ["_done", key], ascending=[False, objective.direction == "minimize"], na_position="last"
     )
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.drop(columns="_done").reset_index(drop=True)
+
+
+def optimism(record: TrialRecord, objective: Objective) -> float | None:
+    """How much better the score the choice saw (selection, or validation) is than test: positive when the
+    choice was optimistic.  None without both scores."""
+    seen, test = record.choice_score, record.test.get(objective.name)
+    if seen is None or test is None:
+        return None
+    return seen - test if objective.direction == "maximize" else test - seen
 
 
 def _png(figure: plt.Figure) -> str:

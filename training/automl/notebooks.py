@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from training.automl.families import family_class
 from training.automl.objectives import Objective
-from training.automl.search import PRESET_FAMILIES, TrialRecord
+from training.automl.search import PRESET_FAMILIES, SELECTION_FRACTION, TrialRecord
 from training.problem import Problem
 
 DEFINITIONS = "candidate_definitions.ipynb"
@@ -48,8 +48,8 @@ if problem.is_classification:
     frame = frame.assign(**{{problem.target: label_strings(frame[problem.target])}})
     {"frame = stratified_sample(frame, problem.target, " + str(sample) + ", seed=SEED)" if sample else "pass"}
 {"else:" + chr(10) + "    frame = frame.sample(" + str(sample) + ", random_state=SEED)" if sample else ""}
-split = split_frame(frame, problem.target, seed=SEED, stratify=problem.is_classification)
-print({{name: len(part) for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test))}})
+split = split_frame(frame, problem.target, seed=SEED, stratify=problem.is_classification, selection={SELECTION_FRACTION})
+print({{name: len(part) for name, part in (("train", split.train), ("validation", split.validation), ("selection", split.selection), ("test", split.test))}})
 """
 
 

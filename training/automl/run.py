@@ -19,10 +19,11 @@ from typing import Any, Literal
 import pandas as pd
 
 from training.automl.candidate import CandidateModel, Preset
-from training.automl.leaderboard import write_leaderboard
+from training.automl.leaderboard import optimism, write_leaderboard
 from training.automl.limits import ServingLimits
 from training.automl.objectives import resolve_objective
 from training.automl.search import (
+    SELECTION_FRACTION,
     Search,
     SearchSettings,
     TrialRecord,
@@ -53,8 +54,14 @@ class AutoMLResult:
     metrics: dict[str, float]
 
 
-def _split(frame: pd.DataFrame, problem: Problem, seed: int) -> Split:
-    return split_frame(frame, problem.target, seed=seed, stratify=problem.is_classification)
+def _signed(gap: float | None) -> str:
+    return "—" if gap is None else f"{gap:+.4f} (positive: the score the choice saw was better than test)"
+
+
+def _split(frame: pd.DataFrame, problem: Problem, seed: int, selection: float) -> Split:
+    return split_frame(
+        frame, problem.target, seed=seed, stratify=problem.is_classification, selection=selection
+    )
 
 
 def run_automl(
@@ -78,6 +85,7 @@ def run_automl(
     storage: str | None = None,
     max_latency_ms: float | None = None,
     max_model_mb: float | None = None,
+    selection: float = SELECTION_FRACTION,
     progress: bool = True,
     echo: Any = print,
 ) -> AutoMLResult:
@@ -98,6 +106,8 @@ def run_automl(
         study_name, storage: Resume a study by name; an Optuna storage URL (default SQLite in the run directory).
         max_latency_ms, max_model_mb: The chosen model's single-review p99 and ONNX size at most
             (:mod:`training.automl.limits`); candidates over them stay on the leaderboard, with the reason.
+        selection: Share of the rows held out (from training) to choose the best candidate and weigh the
+            ensemble; 0 chooses on validation, the rows the search tuned on (for comparisons only).
         echo: Where human-readable progress lines go.
 
     Raises:
@@ -136,7 +146,7 @@ def run_automl(
         f"objective: {metric.name} ({metric.direction}); budget {budget_s:.0f}s; preset {preset}; seed {seed}"
     )
 
-    split = _split(frame, problem, seed)
+    split = _split(frame, problem, seed, selection)
     name = study_name or f"{target}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out) / "runs" / name
     settings = SearchSettings(
@@ -160,6 +170,7 @@ def run_automl(
                 "rows": {
                     "train": len(split.train),
                     "validation": len(split.validation),
+                    "selection": len(split.selection),
                     "test": len(split.test),
                 },
             },
@@ -198,18 +209,26 @@ def run_automl(
     if ensemble is not None:
         records = [*records, ensemble.record]
         within = limits.violation(ensemble.record) is None
-        if within and metric.better(ensemble.record.validation, best.validation):  # type: ignore[arg-type]
+        if within and metric.better(ensemble.record.choice_score, best.choice_score):  # type: ignore[arg-type]
             best, winner = ensemble.record, ensemble.candidate
     unconstrained = best_record(records, metric)
     if limits.active and unconstrained is not None and unconstrained is not best:
         summary["not chosen"] = (
-            f"trial {unconstrained.number} ({unconstrained.family}) scored best on validation "
-            f"({unconstrained.validation:.4f}) but {limits.violation(unconstrained)}"
+            f"trial {unconstrained.number} ({unconstrained.family}) scored best "
+            f"({unconstrained.choice_score:.4f}) but {limits.violation(unconstrained)}"
         )
     metrics, report = evaluation_report(winner, split)
     summary |= {
         "best": f"trial {best.number} ({best.family})",
         f"best validation {metric.name}": f"{best.validation:.4f}",
+        f"best selection {metric.name}": "—" if best.selection is None else f"{best.selection:.4f}",
+        f"best test {metric.name}": f"{best.test[metric.name]:.4f}",
+        "chosen on": (
+            f"the selection split ({len(split.selection)} rows no candidate was tuned on)"
+            if len(split.selection)
+            else "validation"
+        ),
+        "selection-test gap": _signed(optimism(best, metric)),
     }
     data_fingerprint = fingerprint(frame, [*problem.roles.input_names, target])
     from training.explain.run import explain_for_export
@@ -251,13 +270,22 @@ def run_automl(
         model_root=Path(out),
         parity_frame=split.test,
         data_fingerprint=data_fingerprint,
-        metrics={**metrics, f"validation_objective_{metric.name}": float(best.validation)},  # type: ignore[arg-type]
+        metrics={
+            **metrics,
+            f"validation_objective_{metric.name}": float(best.validation),  # type: ignore[arg-type]
+            **(
+                {}
+                if best.selection is None
+                else {f"selection_objective_{metric.name}": float(best.selection)}
+            ),
+        },
         metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
         reports=reports_dir,
         baseline_frame=split.train,
     )
     echo(
-        f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}; "
+        f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}, "
+        f"selection {best.choice_score:.4f}; "
         f"test {', '.join(f'{k} {v:.4f}' for k, v in best.test.items())}"
     )
     echo(

@@ -47,6 +47,9 @@ PRESET_FAMILIES: dict[str, tuple[str, ...]] = {
     "balanced": ("tfidf_linear", "gbdt", "fasttext"),
     "best": ("tfidf_linear", "fasttext", "gbdt", "minilm"),
 }
+SELECTION_FRACTION = 0.1
+"""Share of the rows held out to choose the best candidate and weigh the ensemble (taken from the training
+rows): the search tunes on validation, so choosing on validation too would favour the candidate luckiest there."""
 LATENCY_ROWS = 50
 """Validation rows timed one at a time (the first ones: the split is seeded, so the sample is fixed)."""
 LATENCY_PASSES = 4
@@ -108,6 +111,13 @@ class TrialRecord:
     """Single-review p99 (ms) of the exported stages through the serving pipeline."""
     error: str | None = None
     candidate_path: str | None = None
+    selection: float | None = None
+    """The objective on the selection split (rows no candidate was tuned on); None without one."""
+
+    @property
+    def choice_score(self) -> float | None:
+        """What the choice compares: the selection split's objective, or validation's without one."""
+        return self.validation if self.selection is None else self.selection
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -183,6 +193,7 @@ class Search:
         if not self.families:
             raise DataError(f"no candidate family of preset {settings.preset!r} supports this problem")
         self.y_validation = problem.encode_target(split.validation)
+        self.y_selection = problem.encode_target(split.selection) if len(split.selection) else None
         self.interrupt = Interrupt()
 
     @property
@@ -284,6 +295,9 @@ class Search:
                 record.validation = self.objective.score(self.problem, self.y_validation, scores)
                 if not math.isfinite(record.validation):
                     raise ValueError(f"validation {self.objective.name} is {record.validation}")
+                if self.y_selection is not None:
+                    chosen_on = np.asarray(candidate.predict_scores(self.split.selection))
+                    record.selection = self.objective.score(self.problem, self.y_selection, chosen_on)
                 record.test = test_scores(self.problem, self.objective, candidate, self.split.test)
                 record.model_bytes, record.latency_ms = single_row_latency_ms(
                     candidate, self.split.validation.head(LATENCY_ROWS)
@@ -361,11 +375,13 @@ class FamilyMedianPruner(optuna.pruners.BasePruner):
 def best_record(
     records: Sequence[TrialRecord], objective: Objective, limits: ServingLimits = NO_LIMITS
 ) -> TrialRecord | None:
-    """The complete trial within ``limits`` with the best validation objective (ties: the earlier trial)."""
+    """The complete trial within ``limits`` with the best :attr:`TrialRecord.choice_score` (ties: the earlier
+    trial)."""
     best: TrialRecord | None = None
     for record in records:
-        if record.state != "complete" or record.validation is None or limits.violation(record) is not None:
+        score = record.choice_score
+        if record.state != "complete" or score is None or limits.violation(record) is not None:
             continue
-        if best is None or best.validation is None or objective.better(record.validation, best.validation):
+        if best is None or objective.better(score, best.choice_score):  # type: ignore[arg-type]
             best = record
     return best
