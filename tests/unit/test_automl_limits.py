@@ -63,3 +63,17 @@ def test_the_leaderboard_marks_the_choice_and_says_why_the_others_were_not_chose
     assert frame.loc[3, "not_chosen_because"] == "model 40.00 MiB is over --max-model-mb 30"
     assert frame.loc[1, "not_chosen_because"] == "" and frame.loc[2, "not_chosen_because"] == ""
     assert limits.describe() == "single-review p99 <= 5 ms, model <= 30 MiB"
+
+
+def test_the_family_report_keeps_each_familys_best_with_its_costs() -> None:
+    from dataclasses import replace
+
+    from training.automl.leaderboard import family_summary
+
+    records = [*RECORDS, _record(4, "tfidf_linear", 0.69, latency_ms=0.3, mib=2.0)]
+    records[1] = replace(records[1], test={"macro_f1": 0.70})
+    summary = family_summary(leaderboard_frame(records, MACRO_F1), MACRO_F1).set_index("family")
+    assert list(summary.index) == ["minilm", "gbdt", "tfidf_linear", "fasttext"]  # best family first
+    assert summary.loc["tfidf_linear", "trial"] == 1 and summary.loc["tfidf_linear", "candidates"] == 2
+    assert summary.loc["tfidf_linear", "test_macro_f1"] == 0.70
+    assert summary.loc["minilm", "latency_p99_ms"] == 21.0 and summary.loc["fasttext", "model_mb"] == 40.0

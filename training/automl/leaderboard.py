@@ -74,6 +74,18 @@ def leaderboard_frame(
     return frame.drop(columns="_done").reset_index(drop=True)
 
 
+def family_summary(frame: pd.DataFrame, objective: Objective) -> pd.DataFrame:
+    """The best finished candidate of each family (the leaderboard's order), with what it costs: its test
+    scores, training time, single-review p99 and size — the per-family report of the run."""
+    done = frame[frame["state"] == "complete"]
+    columns = ["family", "trial", f"selection_{objective.name}", f"validation_{objective.name}"]
+    columns += [c for c in done.columns if c.startswith("test_")]
+    columns += ["fit_seconds", "latency_p99_ms", "model_mb", "candidates"]
+    counts = done.groupby("family").size().rename("candidates")
+    best = done.drop_duplicates("family").join(counts, on="family")
+    return best[[c for c in columns if c in best.columns]].reset_index(drop=True)
+
+
 def optimism(record: TrialRecord, objective: Objective) -> float | None:
     """How much better the score the choice saw (selection, or validation) is than test: positive when the
     choice was optimistic.  None without both scores."""
@@ -218,6 +230,12 @@ def write_leaderboard(
             for title, target in links.items()
         )
         sections.append(f"<h2>Reports</h2><ul>{items}</ul>")
+    if not frame.empty and (frame["state"] == "complete").any():
+        families = family_summary(frame, objective)
+        sections.append(
+            "<h2>Best of each family</h2>"
+            + families.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+        )
     sections.append(
         "<h2>Candidates</h2>" + frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
     )

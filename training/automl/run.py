@@ -178,7 +178,9 @@ def run_automl(
         )
     )
     search = Search(problem, split, metric, settings, run_dir, progress=progress)
+    search_started = time.monotonic()
     records = search.run()
+    search_s = time.monotonic() - search_started
     reports_dir = run_dir / "reports"
     limits = ServingLimits(max_latency_ms=max_latency_ms, max_model_mb=max_model_mb)
     best = best_record(records, metric, limits)
@@ -190,6 +192,8 @@ def run_automl(
         "budget": f"{budget_s:.0f}s",
         "candidates": len(records),
         "serving limits": limits.describe(),
+        "search time": f"{search_s:.0f}s for a {budget_s:.0f}s budget"
+        + (f" ({search_s / budget_s - 1:+.1%})" if budget_s > 0 else ""),
     }
     if best is None:
         write_leaderboard(records, metric, reports_dir, summary=summary, limits=limits)
