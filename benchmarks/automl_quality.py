@@ -85,8 +85,11 @@ def run_tripod(
         )
         elapsed = time.monotonic() - started
         board = result.leaderboard
+        spent = result.seconds
         print(
-            f"tripod preset={preset} budget={budget} seed={seed}: {len(board)} candidates, {elapsed:.0f}s end to end"
+            f"tripod preset={preset} budget={budget} seed={seed}: {len(board)} candidates, {elapsed:.0f}s end to end "
+            f"(search {spent['search']:.0f}s + ensemble {spent['ensemble']:.0f}s = "
+            f"{(spent['search'] + spent['ensemble']) / parse_duration(budget) - 1:+.1%} against the budget)"
         )
         columns = [
             "rank",

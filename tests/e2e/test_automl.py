@@ -131,7 +131,12 @@ def test_the_leaderboard_ranks_every_candidate_and_is_published_with_the_model(
     } <= set(board.columns)
     reports = classification_run.version_dir / "reports"
     page = (reports / "leaderboard.html").read_text()
-    assert "Best of each family" in page and "<b>search time</b>: " in page and "s for a 60s budget" in page
+    assert (
+        "Best of each family" in page
+        and "<b>search time</b>: " in page
+        and "s for a 60s budget" in page
+        and "+ ensemble " in page
+    )
     assert page.count("data:image/png;base64,") == 4  # objective, time, latency (Pareto), confusion matrix
     assert (reports / "leaderboard.csv").is_file()
     problem = json.loads((classification_run.run_dir / "problem.json").read_text())
