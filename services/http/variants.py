@@ -28,28 +28,29 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from services.codecs.answers import encode_json
 from services.errors import TripodError, UnknownVariant
 from services.http.errors import send_json_error
 from services.http.swap import ModelSlot
 from services.monitoring import capture
-from services.monitoring.metrics import INVOKED_VARIANT_HEADER, NOT_WORK
+from services.monitoring.metrics import (
+    INVOKED_VARIANT_HEADER,
+    NOT_WORK,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from services.monitoring.variants import DEFAULT_VARIANT, REQUEST, Routed, VariantTable, read_variants
 from services.runtime.pipeline import Call, Observer
 from services.runtime.predictions import PredictionBatch
 
 logger = logging.getLogger("tripod.variants")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TARGET_HEADERS = (b"x-amzn-sagemaker-target-variant", b"x-tripod-target-variant")
 STICKY_HEADER = b"x-tripod-variant-key"
@@ -64,6 +65,10 @@ class Variant:
     name: str
     slot: ModelSlot
     shadow: bool = False
+
+    def __post_init__(self) -> None:
+        self.header = (INVOKED_VARIANT_HEADER, self.name.encode("ascii"))
+        """``X-Amzn-Invoked-Production-Variant`` naming this variant, encoded once."""
 
 
 class Variants:
@@ -232,7 +237,7 @@ class VariantMiddleware:
             await send_json_error(send, exc.status_code, str(exc))
             return
         routed = Routed(variant.name, variant.slot.pipeline)
-        named = (INVOKED_VARIANT_HEADER, variant.name.encode("ascii"))
+        named = variant.header
 
         async def send_named(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -28,6 +28,19 @@ def _quiet(*_: object) -> None:
     return None
 
 
+CLASSIFICATION = {
+    "preset": "fast",
+    "time_budget": "60s",
+    "max_candidates": 4,
+    "text": ["review_body"],
+    "categorical": ["class_name"],
+    "numeric": ["age"],
+    "progress": False,
+    "echo": _quiet,
+}
+"""The classification run's options; the resumed runs reuse its study with exactly these."""
+
+
 @pytest.fixture(scope="module")
 def reviews(prepared_reviews_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1,500-row stratified sample as a file, so the run's notebooks can reload it."""
@@ -45,14 +58,7 @@ def classification_run(reviews: Path, tmp_path_factory: pytest.TempPathFactory) 
         reviews,
         "sentiment",
         out,
-        preset="fast",
-        time_budget="60s",
-        max_candidates=4,
-        text=["review_body"],
-        categorical=["class_name"],
-        numeric=["age"],
-        progress=False,
-        echo=_quiet,
+        **CLASSIFICATION,  # type: ignore[arg-type]
     )
 
 
@@ -328,16 +334,9 @@ def test_a_resumed_search_under_a_size_limit_chooses_within_it_and_says_why_not_
         reviews,
         "sentiment",
         out,
-        preset="fast",
-        time_budget="60s",
-        max_candidates=4,
-        text=["review_body"],
-        categorical=["class_name"],
-        numeric=["age"],
         study_name=classification_run.run_dir.name,
         max_model_mb=limit,
-        progress=False,
-        echo=_quiet,
+        **CLASSIFICATION,  # type: ignore[arg-type]
     )
     again = resumed.leaderboard
     chosen = again[again["chosen"]]
@@ -363,14 +362,7 @@ def test_a_search_with_no_candidate_within_the_latency_limit_fails_and_names_the
             reviews,
             "sentiment",
             classification_run.version_dir.parent,
-            preset="fast",
-            time_budget="60s",
-            max_candidates=4,
-            text=["review_body"],
-            categorical=["class_name"],
-            numeric=["age"],
             study_name=classification_run.run_dir.name,
             max_latency_ms=0.001,
-            progress=False,
-            echo=_quiet,
+            **CLASSIFICATION,  # type: ignore[arg-type]
         )

@@ -36,7 +36,8 @@ def leaderboard_frame(
     limits: ServingLimits = NO_LIMITS,
     chosen: int | None = None,
 ) -> pd.DataFrame:
-    """One row per candidate, best validation objective first; unfinished trials last.  ``chosen`` marks the
+    """One row per candidate, best first by the score the choice compares (selection, or validation without a
+    selection split); unfinished trials last.  ``chosen`` marks the
     exported candidate; ``not_chosen_because`` says why a finished candidate over the serving limits was not."""
     rows = []
     for record in records:
