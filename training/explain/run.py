@@ -60,7 +60,7 @@ BATCH_SIZE = 64
 """Masked texts per model call (the pipeline's own chunk size)."""
 EXPORT_SAMPLES: dict[Method, int] = {"linear": 5000, "tree": 500, "partition": 40}
 """Rows of the held-out split explained at export, by explainer."""
-EXPORT_PARTITION_SAMPLES: dict[str, int] = {"minilm": 15}
+EXPORT_PARTITION_SAMPLES: dict[str, int] = {"minilm": 15, "mpnet": 15}
 """Smaller samples for families whose every evaluation is a transformer encoder's forward pass."""
 EXPORT_TIME_LIMIT_S = 90.0
 """At export, the model-agnostic explainer stops after the row that passes this many seconds."""

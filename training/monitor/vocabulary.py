@@ -119,9 +119,9 @@ def model_vocabularies(model_dir: Path, manifest: Manifest) -> tuple[dict[str, V
 
 
 def _skip_reason(family: str) -> str:
-    if family == "minilm":
+    if family in ("minilm", "mpnet"):
         return (
-            "skipped: a WordPiece tokenizer (MiniLM) splits unknown words into known pieces and almost never "
+            f"skipped: a WordPiece tokenizer ({family}) splits unknown words into known pieces and almost never "
             "emits [UNK], so an unknown-word rate would not show new vocabulary"
         )
     return f"skipped: the {family} model's transformer.onnx has no word vocabulary Tripod can read"

@@ -16,6 +16,7 @@ FAMILY_PATHS: dict[str, str] = {
     "gbdt": "training.automl.families.gbdt:GradientBoostedTrees",
     "fasttext": "training.automl.families.fasttext:FastTextModel",
     "minilm": "training.automl.families.minilm:MiniLMModel",
+    "mpnet": "training.automl.families.mpnet:MPNetFeatures",
 }
 
 

@@ -8,11 +8,11 @@ and cutting the class apart would only pass that state around.)
 Stages (built in :mod:`training.automl.families.minilm_onnx`):
 
 * ``transformer.onnx``: the Hugging Face tokenizer as onnxruntime-extensions' ``BertTokenizer`` operator
-  (``gen_processing_models``), run once per row inside an ONNX ``Loop`` (the operator takes one text at a
+  (:func:`~training.automl.families.minilm_onnx.wordpiece_node`), run once per row inside an ONNX ``Loop`` (the operator takes one text at a
   time), truncated and padded to a fixed ``max_length`` exactly as ``tokenizer(truncation=True,
   max_length=L, padding="max_length")`` does: ``[CLS]`` + the first L-2 word pieces + ``[SEP]`` + ``[PAD]``s.
   It emits ``features``: int64 input ids ``[None, L]``, so requests of any length batch together.
-  ``gen_processing_models`` writes ``strip_accents=0`` while the model's tokenizer strips accents (it lower-
+  ``gen_processing_models`` would write ``strip_accents=0`` while the model's tokenizer strips accents (it lower-
   cases and ``strip_accents`` is unset), so the attribute is set from the tokenizer's own normalizer.  The
   graph reproduces the Python tokenizer on every one of the 22,641 bundled reviews; known differences are
   outside review text: a NUL character ends the text, U+0130 (İ) and upper-case Greek become ``[UNK]``.
@@ -70,6 +70,7 @@ from training.automl.families.torch_common import (
     fit_logit_offsets,
     join_columns,
     past,
+    stratified_order,
     training_loss,
     validation_objective,
 )
@@ -241,16 +242,6 @@ class MiniLMModel(CandidateModel):
     def _loss(self, y: np.ndarray) -> torch.nn.Module:
         return training_loss(self.problem, y, str(self.params.get("class_weight", "none")))
 
-    def _stream_order(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A permutation of the training rows whose every prefix keeps the class mix (stratified stream)."""
-        if not self.problem.is_classification:
-            return rng.permutation(len(y))
-        keys = np.empty(len(y))
-        for k in np.unique(y):
-            rows = np.flatnonzero(y == k)
-            keys[rows[rng.permutation(len(rows))]] = (np.arange(len(rows)) + rng.random()) / len(rows)
-        return np.argsort(keys, kind="stable")
-
     def fit(
         self,
         train: pd.DataFrame,
@@ -280,7 +271,9 @@ class MiniLMModel(CandidateModel):
         encoded = self._encode(self._texts(train))
         y_valid = self.problem.encode_target(validation)
         eval_rows = min(len(validation), int(p.get("eval_rows", 1000)))
-        eval_index = np.sort(self._stream_order(y_valid, np.random.default_rng(self.seed))[:eval_rows])
+        eval_index = np.sort(
+            stratified_order(self.problem, y_valid, np.random.default_rng(self.seed))[:eval_rows]
+        )
         eval_frame, y_eval = validation.iloc[eval_index], y_valid[eval_index]
         eval_encoded = self._encode(self._texts(eval_frame))
 
@@ -292,7 +285,7 @@ class MiniLMModel(CandidateModel):
         size = int(p.get("batch_size", 16))
         epoch_rows = min(int(p.get("epoch_rows", 2000)), len(encoded))
         max_epochs = int(p.get("max_epochs", 20))
-        order = self._stream_order(y_train, rng)
+        order = stratified_order(self.problem, y_train, rng)
         planned_rows = max_epochs * epoch_rows
         planned_steps = max(1, math.ceil(planned_rows / size))
         warmup = float(p.get("warmup", 0.06))
@@ -317,7 +310,7 @@ class MiniLMModel(CandidateModel):
         budget_end = None if deadline is None else deadline
         for epoch in range(max_epochs):
             if position >= len(order):  # a full pass: start a new stratified stream
-                order, position = self._stream_order(y_train, rng), 0
+                order, position = stratified_order(self.problem, y_train, rng), 0
             rows = order[position : position + epoch_rows]
             position += len(rows)
             self.model_.train()

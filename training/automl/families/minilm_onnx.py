@@ -70,19 +70,37 @@ def _strip_accents(tokenizer: Any) -> bool:
     return bool(tokenizer.init_kwargs.get("do_lower_case", True) if strip is None else strip)
 
 
+def wordpiece_node(tokenizer: Any) -> onnx.NodeProto:
+    """onnxruntime-extensions' ``BertTokenizer`` operator configured as ``tokenizer`` (one text in, ids out).
+
+    Built from the tokenizer's own vocabulary, case and accent rules and special tokens, so any BERT-style
+    WordPiece tokenizer fits: MiniLM's (``[CLS]`` … ``[SEP]``) and MPNet's (``<s>`` … ``</s>``, which
+    ``gen_processing_models`` does not know).  ``gen_processing_models`` also writes ``strip_accents=0`` while
+    these tokenizers strip accents (they lower-case and leave ``strip_accents`` unset), hence BERT's own rule.
+    """
+    vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    if [index for _, index in vocabulary] != list(range(len(vocabulary))):
+        raise ValueError("the tokenizer's vocabulary ids are not 0..n-1")
+    return helper.make_node(
+        "BertTokenizer",
+        ["one_text"],
+        ["row_ids", "row_types", "row_mask"],
+        name="bert_tokenizer",
+        domain=EXTENSIONS_DOMAIN,
+        vocab_file="\n".join(token for token, _ in vocabulary),
+        do_lower_case=int(bool(tokenizer.init_kwargs.get("do_lower_case", True))),
+        strip_accents=int(_strip_accents(tokenizer)),
+        cls_token=str(tokenizer.cls_token),
+        sep_token=str(tokenizer.sep_token),
+        unk_token=str(tokenizer.unk_token),
+        pad_token=str(tokenizer.pad_token),
+        mask_token=str(tokenizer.mask_token),
+    )
+
+
 def build_tokenizer_graph(tokenizer: Any, problem: Problem, max_length: int) -> onnx.ModelProto:
     """``transformer.onnx``: input columns → ``features`` int64 ``[None, max_length]`` (module docstring)."""
-    from onnxruntime_extensions import gen_processing_models
-
-    pre, _ = gen_processing_models(tokenizer, pre_kwargs={})
-    (tokenize_node,) = [n for n in pre.graph.node if n.op_type == "BertTokenizer"]
-    tokenize_node = copy.deepcopy(tokenize_node)
-    for attribute in tokenize_node.attribute:
-        if attribute.name == "strip_accents":
-            attribute.i = int(_strip_accents(tokenizer))
-    tokenize_node.input[:] = ["one_text"]
-    tokenize_node.output[:] = ["row_ids", "row_types", "row_mask", "row_offsets"][: len(tokenize_node.output)]
-    tokenize_node.name = "bert_tokenizer"
+    tokenize_node = wordpiece_node(tokenizer)
     pad_id = int(tokenizer.pad_token_id)
     sep_id = int(tokenizer.sep_token_id)
 

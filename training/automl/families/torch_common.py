@@ -109,6 +109,18 @@ def fit_logit_offsets(log_probabilities: np.ndarray, y: np.ndarray, *, rounds: i
     return offsets.astype(np.float32)
 
 
+def stratified_order(problem: Problem, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of the rows whose every prefix keeps the class mix (a stratified stream), so a family
+    that uses only the first rows its time allows still sees every class in proportion."""
+    if not problem.is_classification:
+        return rng.permutation(len(y))
+    keys = np.empty(len(y))
+    for k in np.unique(y):
+        rows = np.flatnonzero(y == k)
+        keys[rows[rng.permutation(len(rows))]] = (np.arange(len(rows)) + rng.random()) / len(rows)
+    return np.argsort(keys, kind="stable")
+
+
 def past(deadline: float | None) -> bool:
     """Whether ``deadline`` (a ``time.monotonic()`` value, or None for none) has passed."""
     return remaining(deadline) <= 0
