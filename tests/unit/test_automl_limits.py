@@ -77,3 +77,6 @@ def test_the_family_report_keeps_each_familys_best_with_its_costs() -> None:
     assert summary.loc["tfidf_linear", "trial"] == 1 and summary.loc["tfidf_linear", "candidates"] == 2
     assert summary.loc["tfidf_linear", "test_macro_f1"] == 0.70
     assert summary.loc["minilm", "latency_p99_ms"] == 21.0 and summary.loc["fasttext", "model_mb"] == 40.0
+    # install size: this environment's files of what only the family needs; torch makes the text networks big
+    assert 0 < summary.loc["tfidf_linear", "install_mb"] < summary.loc["gbdt", "install_mb"]
+    assert summary.loc["fasttext", "install_mb"] < summary.loc["minilm", "install_mb"]

@@ -111,6 +111,9 @@ class CandidateModel(ABC):
     """Stable name, used on the leaderboard, in manifests and in notebooks."""
     iterative: ClassVar[bool] = False
     """True when ``fit`` reports per-epoch validation scores (and can be pruned)."""
+    packages: ClassVar[tuple[str, ...]] = ()
+    """Distributions the family's fit and export import beyond what every family uses (numpy, pandas, onnx,
+    onnxruntime, scikit-learn's metrics): its install size on the leaderboard."""
     max_probability_tolerance: float = 1e-3
     """Export's parity tolerance for this family (label agreement is always ≥ 99.9 %); an instance may widen
     it (an int8-quantized MiniLM, an ensemble of such members)."""
@@ -119,6 +122,13 @@ class CandidateModel(ABC):
         self.problem = problem
         self.params = dict(params)
         self.seed = seed
+
+    @classmethod
+    def install_bytes(cls) -> int:
+        """Bytes on disk of :attr:`packages` in this environment (plus any data the family unpacks)."""
+        from training.automl.install_size import distribution_bytes
+
+        return sum(distribution_bytes(name) for name in cls.packages)
 
     @classmethod
     def supports(cls, problem: Problem) -> bool:

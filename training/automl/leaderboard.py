@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from training.automl.families import FAMILY_PATHS, family_class
 from training.automl.limits import NO_LIMITS, ServingLimits
 from training.automl.objectives import Objective
 from training.automl.search import TrialRecord
@@ -77,14 +78,25 @@ def leaderboard_frame(
 
 def family_summary(frame: pd.DataFrame, objective: Objective) -> pd.DataFrame:
     """The best finished candidate of each family (the leaderboard's order), with what it costs: its test
-    scores, training time, single-review p99 and size — the per-family report of the run."""
+    scores, training time, single-review p99, size and install size — the per-family report of the run.
+
+    ``install_mb`` is what the family needs installed beyond the shared core, measured in this environment; an
+    ensemble's is its members' (shown on their rows).
+    """
     done = frame[frame["state"] == "complete"]
     columns = ["family", "trial", f"selection_{objective.name}", f"validation_{objective.name}"]
     columns += [c for c in done.columns if c.startswith("test_")]
-    columns += ["fit_seconds", "latency_p99_ms", "model_mb", "candidates"]
+    columns += ["fit_seconds", "latency_p99_ms", "model_mb", "install_mb", "candidates"]
     counts = done.groupby("family").size().rename("candidates")
     best = done.drop_duplicates("family").join(counts, on="family")
+    best["install_mb"] = [_install_mb(family) for family in best["family"]]
     return best[[c for c in columns if c in best.columns]].reset_index(drop=True)
+
+
+def _install_mb(family: str) -> float | None:
+    if family not in FAMILY_PATHS:
+        return None  # the ensemble
+    return round(family_class(family).install_bytes() / 2**20, 1)
 
 
 def optimism(record: TrialRecord, objective: Objective) -> float | None:

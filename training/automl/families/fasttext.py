@@ -80,6 +80,7 @@ class FastTextModel(CandidateModel):
     """fastText-style classifier (or regressor) over the text columns; see the module docstring."""
 
     family = "fasttext"
+    packages = ("torch",)
     iterative = True
 
     @classmethod

