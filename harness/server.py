@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -53,9 +54,9 @@ def http_json(url: str, payload: object | None = None, *, timeout: float = 30.0)
         return status, body.decode(errors="replace")
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
@@ -89,12 +90,29 @@ def running_server(
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
     log_path: Path | None = None,
+    args: Sequence[str] = (),
+    ca_file: Path | None = None,
 ) -> Iterator[RunningServer]:
-    """Run ``tripod serve`` for ``model_dir`` on a loopback port for the duration of the ``with`` block."""
+    """Run ``tripod serve`` for ``model_dir`` on a loopback port for the duration of the ``with`` block.
+
+    Args:
+        args: more ``tripod serve`` options.
+        ca_file: with ``--ssl-certfile``/``--ssl-keyfile`` in ``args``: the certificate to trust.
+    """
     port = port or free_port()
-    command = [sys.executable, "-m", "tripod.cli", "serve", "--model", str(model_dir), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "tripod.cli",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        *args,
+    ]
     with running_command(
-        command, port, env=env, ready_timeout_s=ready_timeout_s, log_path=log_path
+        command, port, env=env, ready_timeout_s=ready_timeout_s, log_path=log_path, ca_file=ca_file
     ) as server:
         yield server
 
@@ -107,13 +125,18 @@ def running_command(
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
     log_path: Path | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[RunningServer]:
     """Run a server command in its own process group until ``/readyz`` on ``port`` answers 200.
+
+    Args:
+        ca_file: the server speaks TLS with a certificate this file vouches for (the URL is ``https``).
 
     Raises:
         RuntimeError: the server exited or was not ready in time; the message holds the end of its log.
     """
-    url = f"http://{LOOPBACK}:{port}"
+    url = f"{'https' if ca_file else 'http'}://{LOOPBACK}:{port}"
+    context = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
     child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     started = time.perf_counter()
@@ -122,7 +145,7 @@ def running_command(
     )
     try:
         deadline = started + ready_timeout_s
-        while not _ready(url):
+        while not _ready(url, context):
             if process.poll() is not None or time.perf_counter() > deadline:
                 tail = log_path.read_text(errors="replace")[-3000:] if log_path else "(no log kept)"
                 raise RuntimeError(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from services.codecs.media import ACCEPT_TYPES
@@ -117,6 +117,24 @@ class ServingSettings(BaseModel):
         "predicted_label,probability", description="default keys of /invocations answers (comma-separated)"
     )
     default_accept: str = Field("application/json", description="/invocations answer type without Accept")
+    auth_keys: Path | None = Field(
+        None,
+        description="API keys file (YAML/JSON of names, token SHA-256s, scopes, rates; `tripod keys create`); "
+        "unset: no authentication. Re-read when it changes",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "text", description="json: one JSON object per log line (Tripod's access line replaces BentoML's)"
+    )
+    ssl_certfile: Path | None = Field(None, description="TLS certificate chain (PEM); with ssl_keyfile")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM); with ssl_certfile")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServingSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "TRIPOD_SSL_CERTFILE and TRIPOD_SSL_KEYFILE go together (--ssl-certfile, --ssl-keyfile)"
+            )
+        return self
 
     @field_validator("response_keys")
     @classmethod
@@ -162,11 +180,15 @@ class ServingSettings(BaseModel):
             settings = cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
+            if not first["loc"]:  # a rule across fields
+                raise TripodError(str(first["msg"]).removeprefix("Value error, ")) from exc
             variable = ENV_PREFIX + str(first["loc"][0]).upper()
             raise TripodError(f"{variable}: {first['msg']}") from exc
         update: dict[str, Path] = {"model_dir": settings.model_dir.expanduser().absolute()}
-        if settings.variants is not None:
-            update["variants"] = settings.variants.expanduser().absolute()
+        for name in ("variants", "auth_keys", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(settings, name)
+            if value is not None:
+                update[name] = value.expanduser().absolute()
         return settings.model_copy(update=update)
 
     def environ(self) -> dict[str, str]:

@@ -8,12 +8,13 @@ traceback means a bug.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
@@ -22,6 +23,7 @@ import typer.main
 
 from services.errors import TripodError
 from tripod.cli_data import register_data_commands
+from tripod.cli_keys import register_keys_commands
 from tripod.cli_models import register_models_commands
 from tripod.cli_monitor import register_monitor_commands
 
@@ -253,6 +255,13 @@ def transform(
     endpoint: Annotated[
         str | None, typer.Option(help="POST to <URL>/invocations of a running container")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TRIPOD_TOKEN_FILE",
+            help="the endpoint's API token, first line of this file (default: $TRIPOD_TOKEN)",
+        ),
+    ] = None,
     input_type: Annotated[str, typer.Option(help="prefix|manifest")] = "prefix",
     content_type: Annotated[
         str, typer.Option(help="text/csv|application/json|application/jsonlines")
@@ -301,7 +310,7 @@ def transform(
     from services.batch.options import TransformOptions
 
     options = TransformOptions.build(
-        model=model, endpoint=endpoint, input=input, input_type=input_type, output=output,
+        model=model, endpoint=endpoint, token_file=token_file, input=input, input_type=input_type, output=output,
         content_type=content_type, accept=accept, split_type=split_type, batch_strategy=batch_strategy,
         max_payload_mb=max_payload_mb, max_concurrent_transforms=max_concurrent_transforms,
         assemble_with=assemble_with, input_filter=input_filter, output_filter=output_filter,
@@ -321,6 +330,18 @@ def transform(
         typer.echo(f"tripod: failed: {failed.input}: {failed.reason}", err=True)
     if not summary.succeeded:
         raise SystemExit(1)
+
+
+def _require_tls_files(certfile: Path, keyfile: Path) -> None:
+    """The certificate and key load together (the server would fail later, in every worker)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise TripodError(
+            f"cannot use --ssl-certfile {certfile} with --ssl-keyfile {keyfile}: {exc}"
+        ) from exc
 
 
 @app.command()
@@ -350,6 +371,19 @@ def serve(
             help="production variants file (YAML/JSON), served instead of --model ($TRIPOD_VARIANTS)"
         ),
     ] = None,
+    auth_keys: Annotated[
+        Path | None,
+        typer.Option(help="API keys file (tripod keys create); unset: no authentication ($TRIPOD_AUTH_KEYS)"),
+    ] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate chain, PEM ($TRIPOD_SSL_CERTFILE)")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="TLS private key, PEM ($TRIPOD_SSL_KEYFILE)")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="json (one object per line) or text ($TRIPOD_LOG_FORMAT)")
+    ] = None,
 ) -> None:
     """Serve the model over HTTP with BentoML (the entry service runs the three ONNX stages, or calls them
     as three stage services with --stages services)."""
@@ -368,6 +402,10 @@ def serve(
         "threads": threads,
         "stages": stages,
         "variants": variants_file,
+        "auth_keys": auth_keys,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+        "log_format": log_format,
     }
     settings = ServingSettings.from_env(
         {
@@ -381,8 +419,15 @@ def serve(
     )
     host = host or (SAGEMAKER_HOST if sagemaker else "127.0.0.1")
     port = port or (SAGEMAKER_PORT if sagemaker else 3000)
-    # Refuse a broken model directory (files, manifest) and a taken port before starting any process.
+    # Refuse a broken model directory (files, manifest), keys file or certificate, and a taken port, before
+    # starting any process.
     specs = served_variants(settings.variants, settings.model_dir)
+    if settings.auth_keys is not None:
+        from services.http.auth import read_keys
+
+        read_keys(settings.auth_keys)
+    if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:
+        _require_tls_files(settings.ssl_certfile, settings.ssl_keyfile)
     artifacts = [ModelArtifact.from_directory(spec.model) for spec in specs]
     _require_free_port(host, port)
     # BentoML keeps Prometheus' multiprocess files in $BENTOML_HOME and empties that folder when a server
@@ -405,6 +450,12 @@ def serve(
             process.kill()
             process.wait()
             raise
+        say: Callable[[str], None] = typer.echo
+        if settings.log_format == "json":  # the server's own lines are JSON: so are these
+            from services.http.logs import install
+
+            install("json")
+            say = logging.getLogger("tripod.serve").info
         for spec, artifact in zip(specs, artifacts, strict=True):
             manifest = artifact.manifest
             role = (
@@ -414,9 +465,9 @@ def serve(
                 if settings.variants is None
                 else f" (weight {spec.weight:g})"
             )
-            typer.echo(
+            say(
                 f"serving {manifest.name} {manifest.version} from {artifact.directory} as {spec.name}{role} "
-                f"on http://{host}:{port}"
+                f"on {'https' if settings.ssl_certfile else 'http'}://{host}:{port}"
             )
         signal.signal(signal.SIGTERM, lambda *_: process.terminate())
         try:
@@ -479,6 +530,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 register_data_commands(app)
 # Model delivery (models pull, models verify): the init container's verbs.
 register_models_commands(app)
+register_keys_commands(app)
 # Model monitoring (monitor baseline, monitor run): training-side analysis of what serving captured.
 register_monitor_commands(app)
 

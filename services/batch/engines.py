@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.errors import ModelNotReady, TripodError
+from services.errors import ModelNotReady, StorageError, TripodError
 
 RETRIES = 3
 """SageMaker retries a failed request up to three times."""
@@ -175,12 +175,43 @@ class InProcessEngine:
 # -- endpoint ---------------------------------------------------------------------------------------------
 
 
-def execution_parameters(endpoint: str, timeout_s: float = 10.0) -> dict[str, Any]:
+TOKEN_VARIABLE = "TRIPOD_TOKEN"
+MAX_RETRY_AFTER_S = 30.0
+
+
+def endpoint_token(token_file: Path | None) -> str | None:
+    """The endpoint's bearer token: ``--token-file``'s first line, else ``$TRIPOD_TOKEN``, else None.
+
+    Read when the engine starts and kept only in its request headers: never in the options, the job summary or a
+    log line.
+
+    Raises:
+        StorageError: the token file cannot be read or is empty.
+    """
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read --token-file {token_file}: {exc}") from exc
+        if not token or not token[0].strip():
+            raise StorageError(f"--token-file {token_file} is empty")
+        return token[0].strip()
+    return os.environ.get(TOKEN_VARIABLE, "").strip() or None
+
+
+def _authorization(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+def execution_parameters(
+    endpoint: str, timeout_s: float = 10.0, *, token: str | None = None
+) -> dict[str, Any]:
     """What the container advises (``GET /execution-parameters``); empty when it has no such route."""
+    request = urllib.request.Request(
+        f"{endpoint.rstrip('/')}/execution-parameters", headers=_authorization(token)
+    )
     try:
-        with urllib.request.urlopen(
-            f"{endpoint.rstrip('/')}/execution-parameters", timeout=timeout_s
-        ) as answer:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             parsed = json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -204,9 +235,10 @@ class EndpointEngine:
         concurrency: int,
         timeout_s: float = 600.0,
         backoff_s: float | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = f"{endpoint.rstrip('/')}/invocations"
-        self.headers = {"Content-Type": content_type, "Accept": accept}
+        self.headers = {"Content-Type": content_type, "Accept": accept, **_authorization(token)}
         if keys:
             self.headers[RESPONSE_KEYS_HEADER] = keys
         self.timeout_s = timeout_s
@@ -219,17 +251,21 @@ class EndpointEngine:
 
     def _post(self, payload: bytes) -> bytes:
         problem = ""
+        retry_after = 0.0
         for attempt in range(RETRIES + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(max(self.backoff_s * 2 ** (attempt - 1), retry_after))
             request = urllib.request.Request(self.url, data=payload, headers=self.headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
                     return bytes(answer.read())
             except urllib.error.HTTPError as exc:
                 body = exc.read()
+                if exc.code in (401, 403):  # the key, not the records: no record would fare better
+                    raise EngineFailed(f"{self.url} answered {exc.code}: {_error_message(body)}") from None
                 if exc.code < 500 and exc.code not in RETRIED_4XX:
                     raise RecordsRefused(exc.code, _error_message(body)) from None
+                retry_after = _retry_after(exc.headers.get("Retry-After"))
                 problem = f"{exc.code}: {_error_message(body)}"
             except (urllib.error.URLError, OSError) as exc:
                 problem = f"connection error: {getattr(exc, 'reason', exc)}"
@@ -237,6 +273,14 @@ class EndpointEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _retry_after(value: str | None) -> float:
+    """A 429's or 503's ``Retry-After`` in seconds (capped), 0 when absent or not a number of seconds."""
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _error_message(body: bytes) -> str:

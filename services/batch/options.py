@@ -37,6 +37,11 @@ class TransformOptions(BaseModel):
     endpoint: str | None = Field(
         None, description="base URL of a SageMaker-compatible container: the endpoint engine"
     )
+    token_file: Path | None = Field(
+        None,
+        description="the endpoint's bearer token, first line of this file (default: $TRIPOD_TOKEN); "
+        "the token itself is never part of the options",
+    )
     input: str = Field(description="local path, s3://bucket/prefix, or a manifest file")
     input_type: Literal["prefix", "manifest"] = "prefix"
     output: str = Field(description="local directory or s3://bucket/prefix for the .out files")
@@ -117,6 +122,8 @@ class TransformOptions(BaseModel):
             )
         if self.endpoint is not None and self.workers is not None:
             raise ValueError("--workers applies to --model; an endpoint's is --max-concurrent-transforms")
+        if self.endpoint is None and self.token_file is not None:
+            raise ValueError("--token-file applies to --endpoint")
         if self.input_type == "prefix" and _inside(self.output, self.input):
             raise ValueError(
                 f"--output {self.output} is inside --input {self.input}: a rerun would read the outputs as inputs"

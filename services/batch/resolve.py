@@ -14,7 +14,14 @@ from typing import Any
 from services.artifacts import ModelArtifact
 from services.batch import state
 from services.batch.dataprocessing import DataProcessing
-from services.batch.engines import EndpointEngine, Engine, EngineFailed, InProcessEngine, cpu_budget
+from services.batch.engines import (
+    EndpointEngine,
+    Engine,
+    EngineFailed,
+    InProcessEngine,
+    cpu_budget,
+    endpoint_token,
+)
 from services.batch.engines import execution_parameters as ask_execution_parameters
 from services.batch.options import MAX_PAYLOAD_MB_LIMIT, TransformOptions
 from services.codecs.answers import response_keys
@@ -137,7 +144,7 @@ def _advice(options: TransformOptions) -> dict[str, Any]:
         return {}
     assert options.endpoint is not None
     try:
-        advice = ask_execution_parameters(options.endpoint)
+        advice = ask_execution_parameters(options.endpoint, token=endpoint_token(options.token_file))
     except EngineFailed as exc:
         raise StorageError(str(exc)) from exc
     valid: dict[str, Any] = {}
@@ -170,4 +177,5 @@ def open_engine(settings: Settings) -> Engine:
         accept=options.answer_type,
         keys=settings.keys,
         concurrency=settings.concurrency,
+        token=endpoint_token(options.token_file),
     )

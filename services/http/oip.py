@@ -34,6 +34,7 @@ from services.codecs.oip import (
 )
 from services.errors import ModelNotFound, SchemaError
 from services.http.errors import ERROR_RESPONSES, maps_errors
+from services.http.requestid import adopt_body_id
 from services.http.state import ServingState, serving_state
 from services.monitoring.metrics import metric_totals
 from services.monitoring.variants import current_variant
@@ -343,6 +344,7 @@ async def _infer(
     body = await request.body()
     with pipeline.timed("decode"):
         message, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
+        adopt_body_id(message.id)
         check_outputs(message, pipeline.regression)
         check_datatypes(message, manifest)
         tensors = decode_inputs(message, binary)

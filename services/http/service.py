@@ -28,11 +28,12 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from services.artifacts import ModelArtifact
-from services.http import explain, oip, protocol, sagemaker, timeouts, variants
+from services.http import auth, explain, logs, oip, protocol, sagemaker, timeouts, variants
 from services.http.config import SETTINGS, STAGE_SERVICES, VARIANTS
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
 from services.http.limits import RequestBodyMiddleware
 from services.http.predict import Predictions, predict_answer
+from services.http.requestid import RequestContextMiddleware, RequestLogObserver
 from services.http.stages import STAGE_ROLES, ServiceStages, stage_services
 from services.http.state import ServingState
 from services.http.swap import ModelSlot, ModelWatcher
@@ -58,6 +59,7 @@ logger = logging.getLogger("tripod.service")
 # configuration and the app's middleware, which is the only moment to say so.
 protocol.install(SETTINGS.read_timeout_s)
 timeouts.install()
+logs.install(SETTINGS.log_format)  # BentoML configured the worker's logging before importing this module
 
 app = FastAPI(title="Tripod protocols", docs_url=None, redoc_url=None, openapi_url=None)
 install_error_handlers(app)
@@ -153,6 +155,7 @@ class _Tripod:
             on_shadow_dropped=lambda name: metrics.child(metrics.shadow_dropped, name).inc(),
         )
         self.state = ServingState(variants=self.variants, settings=SETTINGS, ready=ready)
+        auth.GUARD = None if SETTINGS.auth_keys is None else auth.Guard(SETTINGS.auth_keys)
         if SETTINGS.variants is not None and SETTINGS.model_poll_s > 0:
             VariantsWatcher(self.variants, SETTINGS.variants, interval_s=SETTINGS.model_poll_s).start()
         if SETTINGS.capture_destination:
@@ -177,7 +180,11 @@ class _Tripod:
             remote if remote is not None else LocalStages(artifact.graphs, threads=SETTINGS.onnx_threads)
         )
         observer = MetricsObserver(manifest.name, manifest.version, manifest.candidate.family, variant)
-        observers: list[Observer] = [observer, ReleaseMemory(SETTINGS.chunk_rows)]
+        observers: list[Observer] = [
+            observer,
+            RequestLogObserver(manifest.version),
+            ReleaseMemory(SETTINGS.chunk_rows),
+        ]
         if self.shadowed and not shadow:
             observers.append(ShadowInputs())
         pipeline = Pipeline(
@@ -217,6 +224,13 @@ if STAGE_SERVICES:  # BentoML finds dependencies among the class's attributes wh
         for _role, _service in _declared.items():
             setattr(_Tripod, f"{_role}_{_index}", bentoml.depends(_service))
 
+_TLS: dict[str, Any] = (
+    {}
+    if SETTINGS.ssl_certfile is None
+    else {
+        "ssl": {"enabled": True, "certfile": str(SETTINGS.ssl_certfile), "keyfile": str(SETTINGS.ssl_keyfile)}
+    }
+)
 Tripod = bentoml.asgi_app(app)(
     bentoml.service(
         name="tripod",
@@ -224,14 +238,19 @@ Tripod = bentoml.asgi_app(app)(
         traffic={"timeout": SETTINGS.timeout_s},
         # BentoML labels its traffic metrics by raw path; Tripod's middleware labels by route template.
         metrics={"enabled": False},
+        # In JSON mode Tripod's access line (services/http/requestid.py) carries BentoML's facts as fields.
+        logging={"access": {"enabled": SETTINGS.log_format == "text"}},
+        **_TLS,
     )(_Tripod)
 )
 # bentoml.service returns a Service object, though its type hints keep the class's type.
 SERVICE = cast("bentoml.Service[_Tripod]", Tripod)
-# Outermost first: metrics see every answer (and the variant it names), then the variant is chosen, then every
-# error becomes JSON, then the body is bounded, then
-# data capture sees the body as the routes do.
+# Outermost first: the request gets its id (on every answer, in every log line), metrics see every answer (and
+# the variant it names), the caller's key is checked, then the variant is chosen, then every error becomes
+# JSON, then the body is bounded, then data capture sees the body as the routes do.
+SERVICE.add_asgi_middleware(RequestContextMiddleware)
 SERVICE.add_asgi_middleware(TrafficMetricsMiddleware)
+SERVICE.add_asgi_middleware(auth.AuthMiddleware)
 SERVICE.add_asgi_middleware(variants.VariantMiddleware)
 SERVICE.add_asgi_middleware(JsonErrorsMiddleware)
 SERVICE.add_asgi_middleware(

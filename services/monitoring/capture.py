@@ -6,11 +6,13 @@ SageMaker's format (one JSON object per line)::
                                        "data": "<request body>", "encoding": "JSON"},
                      "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
                                         "data": "<answer body>", "encoding": "JSON"}},
-     "eventMetadata": {"eventId": "<uuid4>", "inferenceId": "<X-Amzn-SageMaker-Inference-Id>",
+     "eventMetadata": {"eventId": "<uuid4>", "inferenceId": "<the request id>",
                        "inferenceTime": "2026-12-02T14:03:05Z"},
      "eventVersion": "0"}
 
-``encoding`` is ``JSON`` for JSON and JSON Lines bodies, ``CSV`` for CSV, and ``BASE64`` (``data`` base64) for
+``inferenceId`` is the request's id (``services/http/requestid.py``): the caller's ``X-Request-Id`` or
+``X-Amzn-SageMaker-Inference-Id`` — SageMaker's field holds the latter — or the one the server generated, the
+same id as the answer's ``X-Request-Id`` and the request's log lines.  ``encoding`` is ``JSON`` for JSON and JSON Lines bodies, ``CSV`` for CSV, and ``BASE64`` (``data`` base64) for
 anything else or a body that is not UTF-8.  Files go to
 ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<time>-<pid>-<n>.jsonl`` (UTC hour of the requests), a local
 directory or ``s3://``, each written whole and atomically (``services/batch/storage.py``), so a reader never sees
@@ -43,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.batch.storage import write_bytes
+from services.monitoring.requests import current_request_id
 from services.monitoring.variants import REQUEST, current_variant
 
 logger = logging.getLogger("tripod.capture")
@@ -53,7 +56,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-INFERENCE_ID_HEADER = b"x-amzn-sagemaker-inference-id"
 CAPTURED_ROUTES = frozenset({"/predict", "/invocations", "/explain"})
 """Inference routes whose exchanges are captured (plus OIP ``infer`` and KServe's ``:explain``, by suffix)."""
 
@@ -280,7 +282,7 @@ class CaptureMiddleware:
                 request=b"".join(request),
                 answer_type=answer_type,
                 answer=b"".join(answer),
-                inference_id=_header(headers, INFERENCE_ID_HEADER),
+                inference_id=current_request_id(),
                 variant=current_variant(),
             )
             writer.offer(exchange)
