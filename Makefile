@@ -12,7 +12,7 @@ RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
 PREPARED := data/reviews.parquet
 MODEL := models/reviews
 
-.PHONY: help install tools demo data train serve lint test test-slow bench bench-batch bench-explain bench-capture bench-variants loadtest bento clean
+.PHONY: help install tools demo data train serve lint test test-slow bench bench-batch bench-explain bench-capture bench-variants bench-security loadtest bento clean
 
 help:
 	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-batch  tripod transform over 1 GB of CSV: in-process vs its ceiling and an endpoint, peak memory (QUICK=1: small sizes; MINILM_MODEL=DIR adds MiniLM)"
 	@echo "make bench-capture  single-review /predict with data capture off and at 100 % in one run: the throughput cost (QUICK=1: a smoke run)"
 	@echo "make bench-variants two production variants vs one, single-review /predict in one run: the throughput cost (QUICK=1: a smoke run)"
+	@echo "make bench-security API keys + JSON logs vs neither, single-review /predict in one run: the throughput cost (QUICK=1: a smoke run)"
 	@echo "make bench-explain  /explain vs /predict (throughput, p99 at the same rate), sampling budget vs time and agreement with shap, in docs/benchmarks/explain/ (QUICK=1: a 30 s smoke run; MINILM_MODEL=DIR or MINILM_BUILD=1 adds MiniLM)"
 	@echo "make loadtest   serve $(MODEL)/latest, run Locust headless (LOADTEST_DURATION=60 s), check the SLOs"
 	@echo "make serve      serve $(MODEL)/latest on http://127.0.0.1:3000"
@@ -91,6 +92,10 @@ bench-capture: $(PREPARED)
 bench-variants: $(PREPARED)
 	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
 	$(PY) benchmarks/feature_overhead.py --feature variants --model $(MODEL)/latest --data $(PREPARED) $(if $(QUICK),--quick)
+
+bench-security: $(PREPARED)
+	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)
+	$(PY) benchmarks/feature_overhead.py --feature security --model $(MODEL)/latest --data $(PREPARED) $(if $(QUICK),--quick)
 
 loadtest: $(PREPARED)
 	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)

@@ -7,13 +7,16 @@ an open loop at half the plain server's maximum for p50/p99).  Features and thei
 - ``capture``: data capture at 100 % to a local directory costs at most 10 % of single-review throughput; it
   also checks that every answered request was captured (no drops at this rate);
 - ``variants``: two production variants (two versions of the model, weights 1:1, the random per-request
-  choice) cost at most 5 % against one; it also prints how the requests were shared.
+  choice) cost at most 5 % against one; it also prints how the requests were shared;
+- ``security`` (issue 18): API keys (a keys file of 20 keys, the client's one of them, a rate limit on none)
+  and JSON logs with Tripod's access line, against no keys and text logs, cost at most 5 %.  Both servers get
+  the same ``Authorization`` header, and both give request ids (always on: the plain server pays for them too).
 
 The machine's load is printed before and after each measurement, and both servers' resident memory (all
 their processes) after the load.
 
 Usage:
-    python benchmarks/feature_overhead.py --feature capture|variants --model models/reviews/latest
+    python benchmarks/feature_overhead.py --feature capture|variants|security --model models/reviews/latest
         --data data/reviews.parquet [--seconds 5] [--concurrency 1 2 4 8] [--rounds 2] [--quick]
 """
 
@@ -45,7 +48,7 @@ from loadtests.sample import held_out_records  # noqa: E402
 from services.artifacts import read_manifest, resolve_model_dir  # noqa: E402
 
 SEED = 42
-GOALS = {"capture": 0.90, "variants": 0.95}
+GOALS = {"capture": 0.90, "variants": 0.95, "security": 0.95}
 """Least throughput ratio (feature on / off) each feature's goal allows."""
 
 
@@ -69,6 +72,17 @@ def feature_env(feature: str, model: Path, work: Path) -> dict[str, str]:
     """The environment that turns the feature on."""
     if feature == "capture":
         return {"TRIPOD_CAPTURE_DESTINATION": str(work / "capture")}
+    if feature == "security":
+        from services.http.auth import KeyEntry, new_token, token_digest, write_keys
+
+        tokens = [new_token() for _ in range(20)]
+        keys = [
+            KeyEntry(name=f"client-{i}", sha256=token_digest(t), scopes=("predict",))
+            for i, t in enumerate(tokens)
+        ]
+        write_keys(work / "keys.yaml", keys)
+        (work / "token").write_text(tokens[-1] + "\n")  # the last key: every key is compared anyway
+        return {"TRIPOD_AUTH_KEYS": str(work / "keys.yaml"), "TRIPOD_LOG_FORMAT": "json"}
     versions = work / "versions"
     for version in ("v1", "v2"):
         model_version_copy(resolve_model_dir(model), versions, version)
@@ -82,6 +96,13 @@ def feature_env(feature: str, model: Path, work: Path) -> dict[str, str]:
 def feature_counts(feature: str, url: str, work: Path) -> dict[str, int]:
     """What the feature's server did: exchanges captured and dropped, or requests per variant."""
     answered = 'tripod_http_requests_total{method="POST",route="/predict",status="200",variant='
+    if feature == "security":  # /metrics needs the metrics scope there: the log's access lines count instead
+        lines = (work / "on.log").read_text(encoding="utf-8").splitlines()
+        return {
+            "access_lines_200": sum(
+                '"status": 200' in line and '"route": "/predict"' in line for line in lines
+            )
+        }
     if feature == "capture":
         return {
             "answered": _counter(url, answered + '"AllTraffic"}'),
@@ -98,9 +119,11 @@ def measure(
     records = held_out_records(data, manifest.target, columns, limit=2000, seed=SEED)
     bodies = write_bodies(work / "bodies_1.jsonl", records, 1)
     best: dict[str, dict[str, Any]] = {}
+    env = feature_env(feature, model, work)
+    token = work / "token" if feature == "security" else None
     with (
         running_server(model, log_path=work / "off.log") as off,
-        running_server(model, env=feature_env(feature, model, work), log_path=work / "on.log") as on,
+        running_server(model, env=env, log_path=work / "on.log") as on,
     ):
         servers = {"off": off, feature: on}
         for _ in range(rounds):  # the variants take turns, so a change in the machine's load hits both alike
@@ -108,7 +131,13 @@ def measure(
                 for name, server in servers.items():
                     before = _load()
                     result = drive(
-                        f"{server.url}/predict", bodies, 1, concurrency=level, seconds=seconds, warmup_s=1
+                        f"{server.url}/predict",
+                        bodies,
+                        1,
+                        concurrency=level,
+                        seconds=seconds,
+                        warmup_s=1,
+                        token_file=token,
                     )
                     rate, p99 = float(result["requests_per_s"]), float(result["latency_ms"]["p99"])
                     print(
@@ -120,17 +149,21 @@ def measure(
         open_loop = {}
         for name, server in servers.items():
             before = _load()
-            result = drive(f"{server.url}/predict", bodies, 1, rate=rate, seconds=seconds, warmup_s=1)
+            result = drive(
+                f"{server.url}/predict", bodies, 1, rate=rate, seconds=seconds, warmup_s=1, token_file=token
+            )
             latency = result["latency_ms"]
             open_loop[name] = {"p50_ms": latency["p50"], "p99_ms": latency["p99"], "load": [before, _load()]}
             print(f"  {name:9s} open {rate:.0f}/s: p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
-        counts = feature_counts(feature, on.url, work)
+        counts = {} if feature == "security" else feature_counts(feature, on.url, work)
         memory_mib = {
             name: round(tree_rss(psutil.Process(server.pid)) / 2**20) for name, server in servers.items()
         }
         print(f"  resident memory after the load, all processes: {memory_mib} MiB")
     if feature == "capture":  # after the server's shutdown flushed its queue
         counts["captured"] = _captured(work / "capture")
+    if feature == "security":  # after the server stopped, its log is complete
+        counts = feature_counts(feature, "", work)
     ratio = best[feature]["requests_per_s"] / best["off"]["requests_per_s"]
     return {
         "feature": feature,

@@ -172,6 +172,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if not bodies:
         raise SystemExit(f"serving_client: no bodies in {args.bodies}")
     headers = {"content-type": args.content_type, "accept": args.accept}
+    if args.token_file:
+        headers["authorization"] = "Bearer " + Path(args.token_file).read_text().splitlines()[0].strip()
     width = args.concurrency or args.max_in_flight
     connector = aiohttp.TCPConnector(limit=width, force_close=False)
     timeout = aiohttp.ClientTimeout(total=args.timeout_s)
@@ -213,6 +215,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per request")
     parser.add_argument("--content-type", default="application/json")
     parser.add_argument("--accept", default="application/json")
+    parser.add_argument("--token-file", help="send its first line as Authorization: Bearer (API keys on)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     require_loopback(args.url)

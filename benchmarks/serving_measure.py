@@ -102,9 +102,12 @@ def drive(
     rate: float | None = None,
     seconds: float,
     warmup_s: float,
+    token_file: Path | None = None,
 ) -> dict[str, Any]:
     """One measurement by the client process; the result dict of ``serving_client.py``."""
     mode = ["--concurrency", str(concurrency)] if concurrency else ["--rate", f"{rate:.3f}"]
+    if token_file is not None:
+        mode += ["--token-file", str(token_file)]
     command = [
         sys.executable,
         str(CLIENT),

@@ -430,6 +430,37 @@ def test_prod_images_are_pinned(renders: dict[str, Render]) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_prod_servers_require_api_keys_from_the_secret_and_log_json(renders: dict[str, Render]) -> None:
+    """Every prod overlay turns authentication on (issue 18): the keys file mounted read-only from the Secret
+    ``tripod-auth-keys`` (required, so no pod starts open) and named by TRIPOD_AUTH_KEYS; dev stays open."""
+    for directory in (*PROD_RENDERS, "overlays/prod-variants", "overlays/dev"):
+        serving = [
+            p for p in pods(renders[directory]) if p.labels.get("app.kubernetes.io/component") == "serving"
+        ]
+        assert serving, directory
+        for pod in serving:
+            (container,) = [c for c in pod.spec["containers"] if c["name"] == "tripod"]
+            env = {item["name"]: item.get("value") for item in container.get("env", [])}
+            volumes = {v["name"]: v for v in pod.spec.get("volumes", [])}
+            if directory == "overlays/dev":
+                assert "TRIPOD_AUTH_KEYS" not in env and "auth-keys" not in volumes
+                continue
+            assert (
+                env["TRIPOD_AUTH_KEYS"] == "/etc/tripod/auth/keys.yaml" and env["TRIPOD_LOG_FORMAT"] == "json"
+            )
+            assert volumes["auth-keys"]["secret"] == {
+                "secretName": "tripod-auth-keys",
+                "defaultMode": 0o440,
+                "optional": False,
+            }
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert mounts["auth-keys"] == {
+                "name": "auth-keys",
+                "mountPath": "/etc/tripod/auth",
+                "readOnly": True,
+            }
+
+
 def test_the_indexed_job_shards_reach_tripod_transform(renders: dict[str, Render]) -> None:
     """Kubernetes sets JOB_COMPLETION_INDEX in each pod; the count must be the Job's ``completions``, in
     TRIPOD_SHARD_COUNT; a failed index is retried alone (backoffLimitPerIndex) up to maxFailedIndexes."""
