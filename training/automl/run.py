@@ -45,6 +45,27 @@ ENSEMBLE_SHARE = 0.05
 ensemble together end within the budget (the export, with its parity check and reports, comes on top)."""
 
 
+BASELINE_SECONDS = 60.0
+"""About how long the exported model's monitoring baseline may spend predicting its training rows: a slow model
+(a transformer ensemble answers ~20 reviews/s on 2 cores) gets a stratified sample instead of all of them."""
+MIN_BASELINE_ROWS = 1000
+
+
+def baseline_rows(train: pd.DataFrame, problem: Problem, latency_ms: float | None, seed: int) -> pd.DataFrame:
+    """The training rows the monitoring baseline profiles: all of them when the chosen model predicts them
+    within :data:`BASELINE_SECONDS` at its measured single-review p99 (pessimistic: batches are faster), else
+    a sample of that many (at least :data:`MIN_BASELINE_ROWS`, enough for a label distribution to about
+    ±1.5 %; stratified by class for classification)."""
+    if not latency_ms or latency_ms <= 0:
+        return train
+    affordable = max(MIN_BASELINE_ROWS, int(BASELINE_SECONDS * 1000 / latency_ms))
+    if affordable >= len(train):
+        return train
+    if problem.is_classification:
+        return stratified_sample(train, problem.target, affordable, seed=seed)
+    return train.sample(affordable, random_state=seed)
+
+
 class SearchFailed(DataError):
     """No candidate finished (budget too small, or every trial failed); the partial leaderboard is kept."""
 
@@ -297,7 +318,7 @@ def run_automl(
         },
         metrics_report={**report, "objective": metric.name, "trial": best.number, "family": best.family},
         reports=reports_dir,
-        baseline_frame=split.train,
+        baseline_frame=baseline_rows(split.train, problem, best.latency_ms, seed),
     )
     echo(
         f"best: trial {best.number} {best.family}, validation {metric.name} {best.validation:.4f}, "
