@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from harness.server import free_port
+from services.http.auth import KeyEntry, new_token, token_digest, write_keys
 from tests.k8s.test_batch_job import container_run, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +35,11 @@ def pod() -> dict[str, Any]:
     return spec
 
 
-def _on_volumes(value: str, volumes: dict[str, Path]) -> str:
-    """A path in the pod (``/models/…``, ``/tmp/…``) on the volume's stand-in here."""
-    for name, folder in volumes.items():
-        if value.startswith(f"/{name}/"):
-            return f"{folder}/{value.removeprefix(f'/{name}/')}"
+def _on_volumes(value: str, mounts: dict[str, Path]) -> str:
+    """A path in the pod (``/models/…``, ``/tmp/…``, ``/etc/tripod/auth/…``) on its volume's stand-in here."""
+    for mount, folder in mounts.items():
+        if value.startswith(f"{mount}/"):
+            return f"{folder}/{value.removeprefix(f'{mount}/')}"
     return value
 
 
@@ -68,7 +70,13 @@ def running(
     assert pulled.returncode == 0, pulled.stderr
     (main,) = pod["containers"]
     security = pod["securityContext"]
-    env = {item["name"]: _on_volumes(item["value"], volumes) for item in main["env"]}
+    # The Secret tripod-auth-keys (the prod overlay requires it): one predict key, as an operator would create it.
+    auth = base / "auth"
+    auth.mkdir()
+    token = new_token()
+    write_keys(auth / "keys.yaml", [KeyEntry(name="smoke", sha256=token_digest(token), scopes=("predict",))])
+    mounts = {"/models": volumes["models"], "/tmp": volumes["tmp"], "/etc/tripod/auth": auth}
+    env = {item["name"]: _on_volumes(item["value"], mounts) for item in main["env"]}
     port = free_port()
     pod_env = {
         **env,
@@ -110,6 +118,7 @@ def running(
             "process": process,
             "volumes": volumes,
             "log": log,
+            "token": token,
             "ready_s": time.monotonic() - started,
         }
     finally:
@@ -120,10 +129,18 @@ def running(
 
 def test_the_pod_serves_as_the_images_user_over_a_read_only_tree(running: dict[str, Any]) -> None:
     request = urllib.request.Request(
-        f"{running['url']}/invocations", data=b"lovely dress\n", headers={"Content-Type": "text/csv"}
+        f"{running['url']}/invocations",
+        data=b"lovely dress\n",
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {running['token']}"},
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert b"predicted_label" in answer.read()
+    keyless = urllib.request.Request(
+        f"{running['url']}/invocations", data=b"lovely dress\n", headers={"Content-Type": "text/csv"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the prod pod requires a key
+        urllib.request.urlopen(keyless, timeout=10)
+    assert refused.value.code == 401
     assert get(f"{running['url']}/livez") == 200
     children = subprocess.run(
         ["pgrep", "-s", str(running["process"].pid)], capture_output=True, text=True, check=False
