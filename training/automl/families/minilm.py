@@ -69,6 +69,7 @@ from training.automl.families.minilm_onnx import (
 from training.automl.families.torch_common import (
     fit_logit_offsets,
     join_columns,
+    load_encoder,
     past,
     stratified_order,
     training_loss,
@@ -228,17 +229,7 @@ class MiniLMModel(CandidateModel):
     # -- fit -------------------------------------------------------------------------------------------------
 
     def _build(self, n_outputs: int) -> MeanPoolingClassifier:
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the checkpoint's unused pooler weights are reported otherwise
-        try:
-            encoder = AutoModel.from_pretrained(
-                str(model_path()), attn_implementation="eager", add_pooling_layer=False
-            )
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        encoder = load_encoder(model_path())
         frozen = int(self.params.get("freeze_layers", 3))
         for parameter in encoder.embeddings.parameters():
             parameter.requires_grad = False

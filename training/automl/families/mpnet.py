@@ -41,7 +41,12 @@ from training.automl.candidate import BudgetExceeded, CandidateModel, OnnxStages
 from training.automl.families.encoding_cache import EncodingCache, shared_cache
 from training.automl.families.minilm_onnx import OPSET, build_tokenizer_graph, session, trim_padding
 from training.automl.families.mpnet_weights import PARTS, PINNED_SHA256, default_directory, model_directory
-from training.automl.families.torch_common import join_columns, stratified_order, validation_objective
+from training.automl.families.torch_common import (
+    join_columns,
+    load_encoder,
+    stratified_order,
+    validation_objective,
+)
 from training.export import build_inverse_label
 from training.problem import Problem
 
@@ -87,17 +92,7 @@ class PooledLayers(torch.nn.Module):
 
     def __init__(self, layers: tuple[int, ...], pad_id: int) -> None:
         super().__init__()
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the checkpoint's unused pooler weights are reported otherwise
-        try:
-            encoder = AutoModel.from_pretrained(
-                str(model_directory()), attn_implementation="eager", add_pooling_layer=False
-            )
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        encoder = load_encoder(model_directory())
         encoder.encoder.layer = torch.nn.ModuleList(list(encoder.encoder.layer)[: max(layers)])
         self.encoder = encoder.eval()
         self.layers = layers

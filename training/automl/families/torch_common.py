@@ -1,4 +1,4 @@
-"""What the torch text families (fastText, MiniLM) share: joining text columns, the loss, the validation
+"""What the torch text families (fastText, MiniLM, mpnet) share: joining text columns, the loss, the validation
 objective, the macro-F1 logit offsets, and thread and deadline helpers.
 
 Validation objective (``on_epoch`` and early stopping): macro-F1 for classification (the product's headline
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -107,6 +109,20 @@ def fit_logit_offsets(log_probabilities: np.ndarray, y: np.ndarray, *, rounds: i
         if not improved:
             break
     return offsets.astype(np.float32)
+
+
+def load_encoder(directory: Path) -> Any:
+    """A Hugging Face encoder without its pooler, eager attention (what the TorchScript exporter traces); the
+    checkpoint's unused pooler weights are not reported."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModel.from_pretrained(str(directory), attn_implementation="eager", add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def stratified_order(problem: Problem, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
