@@ -19,7 +19,7 @@ import hashlib
 import json
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,13 +305,21 @@ def build_minilm(
     return MiniLMArtifacts(model_dir, hf_dir, True)
 
 
-def write_bodies(path: Path, records: Sequence[dict[str, str]], per_request: int, count: int = 200) -> Path:
-    """``count`` pre-encoded ``/predict`` bodies of ``per_request`` consecutive held-out records each."""
+def write_bodies(
+    path: Path,
+    records: Sequence[dict[str, str]],
+    per_request: int,
+    count: int = 200,
+    envelope: Callable[[Sequence[dict[str, str]]], dict[str, Any]] | None = None,
+) -> Path:
+    """``count`` pre-encoded request bodies of ``per_request`` consecutive held-out records each: Tripod's
+    ``/predict`` body, or ``envelope``'s (a peer's protocol) around the same records."""
     lines = []
     n = len(records)
     for i in range(count):
         chunk = [records[(i * per_request + j) % n] for j in range(per_request)]
-        lines.append(json.dumps(json.dumps({"records": chunk})))
+        body = envelope(chunk) if envelope is not None else {"records": chunk}
+        lines.append(json.dumps(json.dumps(body)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

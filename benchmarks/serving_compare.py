@@ -54,6 +54,7 @@ from serving_measure import (  # noqa: E402
     measure_inprocess,
     measure_server,
 )
+from serving_peers import PEERS, peer_variants, wire_of  # noqa: E402
 from serving_report import (  # noqa: E402
     GOALS,
     Variant,
@@ -86,6 +87,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
         choices=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
     )
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=list(PEERS),
+        choices=list(PEERS),
+        help="peer model servers to compare (each in its own virtual environment; none: --peers)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--batch", type=int, default=32, help="records per batched request")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per level")
@@ -111,6 +119,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def wire_bodies(
+    variant: Variant, bodies: dict[int, Path], work: Path, records: list[dict[str, str]], columns: list[str]
+) -> dict[int, Path]:
+    """The request bodies of a variant: Tripod's, or the same records in a peer protocol's envelope."""
+    wire = wire_of(variant)
+    if wire.name == "records":
+        return bodies
+    prefix = "minilm_" if variant.name.startswith("minilm_") else ""
+    return {
+        n: artifacts.write_bodies(
+            work / f"{prefix}bodies_{wire.name}_{n}.jsonl",
+            records,
+            n,
+            envelope=lambda chunk, wire=wire: wire.encode(chunk, columns),
+        )
+        for n in bodies
+    }
+
+
 def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Variant], Path]:
     from services.artifacts import ModelArtifact
 
@@ -131,6 +158,15 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
         hf_env = {"HF_MODEL_DIR": str(model_path()), "HF_LABELS": ",".join(manifest.labels)}
     hf_env |= {"HF_MAX_LENGTH": str(max_length), "HF_INPUT": text, "HF_HUB_OFFLINE": "1"}
     candidate = manifest.candidate
+    peers = peer_variants(
+        args.peers,
+        model_dir=built.model_dir,
+        model_name=manifest.name,
+        work=work,
+        sklearn_pickle=None,
+        columns=[column.name for column in manifest.inputs],
+        prefix="minilm_",
+    )
     variants = {
         "minilm_inprocess": Variant("minilm_inprocess", "MiniLM in-process ONNX", None),
         "minilm_tripod": Variant(
@@ -153,6 +189,7 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
             ),
         ),
     }
+    variants |= peers
     variants["minilm_tripod"].extra["model"] = {
         "family": candidate.family,
         "max_length": max_length,
@@ -163,6 +200,8 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from services.artifacts import ModelArtifact
+
     args = parse_args(argv)
     if args.replot:
         return replot(args.replot, args.out)
@@ -214,6 +253,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
     }
     variants = {name: all_variants[name] for name in all_variants if name in args.variants}
+    manifest = ModelArtifact.from_directory(tfidf.model_dir).manifest
+    columns = [column.name for column in manifest.inputs]
+    variants |= peer_variants(
+        args.peers,
+        model_dir=tfidf.model_dir,
+        model_name=manifest.name,
+        work=work,
+        sklearn_pickle=tfidf.sklearn_pickle,
+        columns=columns,
+    )
     for variant in variants.values():
         print(f"{variant.label}:", flush=True)
         if variant.start is None:
@@ -221,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             measure_server(
                 variant,
-                bodies,
+                wire_bodies(variant, bodies, work, tfidf.records, columns),
                 args.concurrency,
                 args.seconds,
                 logs,
@@ -235,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     minilm_model = None
     if args.minilm_model or args.minilm_build:
         extra, minilm_model = minilm_variants(args, work)
+        minilm_columns = [c.name for c in ModelArtifact.from_directory(minilm_model).manifest.inputs]
         mshapes = sorted({1, args.minilm_batch})
         mbodies = {
             n: artifacts.write_bodies(work / f"minilm_bodies_{n}.jsonl", tfidf.records, n) for n in mshapes
@@ -248,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             else:
                 measure_server(
                     variant,
-                    mbodies,
+                    wire_bodies(variant, mbodies, work, tfidf.records, minilm_columns),
                     args.minilm_concurrency,
                     args.seconds,
                     logs,

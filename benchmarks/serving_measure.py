@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: make harness/ and services/ im
 
 from serving_client import percentile  # noqa: E402
 from serving_footprint import server_tree_memory_mb  # noqa: E402
+from serving_peers import wire_of  # noqa: E402
 from serving_report import Variant  # noqa: E402
 
 from harness.server import (  # noqa: E402
@@ -207,9 +208,15 @@ def measure_inprocess(
             _say(variant, point)
 
 
-def _labels(answer: tuple[int, object]) -> list[str] | None:
+def _labels(variant: Variant, answer: tuple[int, object]) -> list[str] | None:
+    """The labels of a 200 answer in the variant's protocol; None for any other answer."""
     status, body = answer
-    return [row["predicted_label"] for row in body] if status == 200 and isinstance(body, list) else None
+    if status != 200:
+        return None
+    try:
+        return wire_of(variant).labels(body)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def measure_server(
@@ -224,7 +231,7 @@ def measure_server(
     assert variant.start is not None
     with variant.start(logs / f"{variant.name}.log") as server:
         variant.extra["cold_start_s"] = server.cold_start_s
-        url = f"{server.url}/predict"
+        url = f"{server.url}{variant.extra.get('route', '/predict')}"
         smallest = min(bodies)
         drive(url, bodies[smallest], smallest, concurrency=4, seconds=2, warmup_s=0)  # warm-up, not recorded
         staged = "tripod" in variant.name
@@ -260,8 +267,9 @@ def measure_server(
         chunk = max(
             bodies
         )  # requests of the batched shape: a MiniLM stage refuses (503) what it cannot batch
+        wire, columns = wire_of(variant), variant.extra.get("columns", [])
         parts = [
-            _labels(http_json(url, {"records": check_records[i : i + chunk]}, timeout=120))
+            _labels(variant, http_json(url, wire.encode(check_records[i : i + chunk], columns), timeout=120))
             for i in range(0, len(check_records), chunk)
         ]
         variant.extra["labels"] = None if None in parts else [label for part in parts for label in part or []]

@@ -54,9 +54,9 @@ def http_json(url: str, payload: object | None = None, *, timeout: float = 30.0)
         return status, body.decode(errors="replace")
 
 
-def _ready(url: str, context: ssl.SSLContext | None = None) -> bool:
+def _ready(url: str, context: ssl.SSLContext | None = None, path: str = "/readyz") -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2, context=context) as response:
+        with urllib.request.urlopen(f"{url}{path}", timeout=2, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
@@ -126,11 +126,13 @@ def running_command(
     ready_timeout_s: float = 120.0,
     log_path: Path | None = None,
     ca_file: Path | None = None,
+    ready_path: str = "/readyz",
 ) -> Iterator[RunningServer]:
-    """Run a server command in its own process group until ``/readyz`` on ``port`` answers 200.
+    """Run a server command in its own process group until ``ready_path`` on ``port`` answers 200.
 
     Args:
         ca_file: the server speaks TLS with a certificate this file vouches for (the URL is ``https``).
+        ready_path: the readiness route (other servers than Tripod's name theirs differently).
 
     Raises:
         RuntimeError: the server exited or was not ready in time; the message holds the end of its log.
@@ -145,7 +147,7 @@ def running_command(
     )
     try:
         deadline = started + ready_timeout_s
-        while not _ready(url, context):
+        while not _ready(url, context, ready_path):
             if process.poll() is not None or time.perf_counter() > deadline:
                 tail = log_path.read_text(errors="replace")[-3000:] if log_path else "(no log kept)"
                 raise RuntimeError(

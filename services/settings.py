@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from services.codecs.keys import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from services.codecs.media import ACCEPT_TYPES
 from services.errors import TripodError
+from services.runtime.cores import cpu_budget
 from services.runtime.limits import DEFAULT_CHUNK_ROWS, Limits
 
 ENV_PREFIX = "TRIPOD_"
@@ -64,7 +65,12 @@ class ServingSettings(BaseModel):
         "start) runs on the event loop; slower ones run on a thread (0: always a thread)",
     )
     stage_workers: int = Field(1, gt=0, description="processes per stage service (stages=services)")
-    workers: int = Field(1, gt=0, description="processes of the entry service")
+    workers: int = Field(
+        default_factory=cpu_budget,
+        gt=0,
+        description="processes of the entry service (default: the cores this process may use — its CPU affinity, "
+        "capped by a cgroup v2 CPU limit; each worker runs requests on one core)",
+    )
     threads: int = Field(
         1, gt=0, description="threads per stage service process running ONNX batches (stages=services)"
     )

@@ -12,6 +12,7 @@ arranging and inspecting objects independently of the code under test.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,12 @@ BUNDLED_REVIEWS = ROOT / "data" / "womens_clothing_ecommerce_reviews.csv.gz"
 TARGET = "sentiment"
 TEXT_COLUMN = "review_body"
 SAMPLE_ROWS = 2000
+
+# A server started by a test runs one entry worker unless the test says otherwise: the default (one per core)
+# would double every test server's start-up and memory on the 2-core machine the client shares, and tests
+# written for one worker (rate limits, counters) would see two.  tests/service/test_two_workers.py proves the
+# default follows the cores.
+os.environ.setdefault("TRIPOD_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ can find the bad record; anything else that stops an answer raises :class:`Engin
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import time
@@ -61,18 +60,6 @@ class Engine(Protocol):
     def submit(self, payload: bytes) -> Future[bytes]: ...
 
     def close(self) -> None: ...
-
-
-def cpu_budget() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a pod's CPU limit)."""
-    cores = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 # -- in process -------------------------------------------------------------------------------------------

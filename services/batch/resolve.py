@@ -19,13 +19,13 @@ from services.batch.engines import (
     Engine,
     EngineFailed,
     InProcessEngine,
-    cpu_budget,
     endpoint_token,
 )
 from services.batch.engines import execution_parameters as ask_execution_parameters
 from services.batch.options import MAX_PAYLOAD_MB_LIMIT, TransformOptions
 from services.codecs.answers import response_keys
 from services.errors import StorageError
+from services.runtime.cores import cpu_budget
 from services.settings import ServingSettings
 
 DEFAULT_STRATEGY, DEFAULT_PAYLOAD_MB, DEFAULT_CONCURRENCY = "MULTI_RECORD", 6, 1

@@ -37,6 +37,7 @@ from services.http.requestid import RequestContextMiddleware, RequestLogObserver
 from services.http.stages import STAGE_ROLES, ServiceStages, stage_services
 from services.http.state import ServingState
 from services.http.swap import ModelSlot, ModelWatcher
+from services.http.tracing import service_tracing
 from services.http.variants import ShadowInputs, Variant, Variants, VariantsWatcher
 from services.http.worker import die_with_parent, settle_heap
 from services.monitoring import capture
@@ -238,6 +239,8 @@ Tripod = bentoml.asgi_app(app)(
         traffic={"timeout": SETTINGS.timeout_s},
         # BentoML labels its traffic metrics by raw path; Tripod's middleware labels by route template.
         metrics={"enabled": False},
+        # No span is built for nobody: tracing runs only when an exporter is configured (services/http/tracing.py).
+        tracing=service_tracing(),
         # In JSON mode Tripod's access line (services/http/requestid.py) carries BentoML's facts as fields.
         logging={"access": {"enabled": SETTINGS.log_format == "text"}},
         **_TLS,

@@ -4,6 +4,7 @@ workers: the protocols still hold, and ``/metrics`` shows exact Tripod counts ho
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import shutil
 import sys
 from collections import Counter
@@ -21,8 +22,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.server import LOOPBACK, RunningServer, free_port, running_command
+from harness.server import LOOPBACK, RunningServer, free_port, running_command, running_server
 from services.monitoring.variants import DEFAULT_VARIANT
+from services.runtime.cores import cpu_budget
 from services.runtime.pipeline import Pipeline
 from services.runtime.schema import Records
 
@@ -203,3 +205,14 @@ def test_metrics_count_every_prediction_exactly_across_two_workers(
     assert len(per_worker) == 2 and all(count > 0 for count in per_worker), per_worker
     earlier = sum(v for (metric, _), v in before.items() if metric == "tripod_predictions_total")
     assert sum(per_worker) == earlier + records
+
+
+def test_the_entry_service_starts_one_worker_per_usable_core_by_default(
+    trained_model_dir: Path, column: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRIPOD_WORKERS", raising=False)  # the suite pins one worker (tests/conftest.py)
+    env = {"BENTOML_HOME": str(tmp_path / "bentoml")}
+    with running_server(trained_model_dir, env=env, log_path=tmp_path / "server.log") as server:
+        assert len(_entry_worker_pids(server)) == cpu_budget() == len(os.sched_getaffinity(0))
+        answer = httpx.post(f"{server.url}/predict", json={"records": [{column: "great"}]}, timeout=30)
+        assert answer.status_code == 200
