@@ -12,14 +12,16 @@ RAW_DATA := data/womens_clothing_ecommerce_reviews.csv.gz
 PREPARED := data/reviews.parquet
 MODEL := models/reviews
 
-.PHONY: help install tools demo data train serve lint test test-slow bench bench-batch bench-explain bench-capture bench-variants bench-security loadtest bento clean
+.PHONY: help install tools demo data train serve lint test test-slow bench bench-batch bench-explain bench-capture bench-variants bench-security bench-soak test-bench loadtest bento clean
 
 help:
 	@echo "make demo       create .venv, install, train on the bundled reviews, serve, show three predictions"
 	@echo "make lint       ruff (lint + format check) and mypy, as CI runs them"
 	@echo "make test       install and run the test suite (unit, model, service, e2e; not slow/bench)"
 	@echo "make test-slow  the long suites"
-	@echo "make bench      benchmarks: serving variants vs concurrency, plots in docs/benchmarks/ (MINILM_MODEL=DIR or MINILM_BUILD=1 adds MiniLM)"
+	@echo "make test-bench the benchmarks' short forms that install peers (MLServer, KServe, Ray Serve, PyTriton) in their own environments"
+	@echo "make bench      benchmarks: Tripod and its peers (MLServer, KServe, Ray Serve, PyTriton, each in its own pinned environment) vs concurrency, plots in docs/benchmarks/ (MINILM_MODEL=DIR or MINILM_BUILD=1 adds MiniLM)"
+	@echo "make bench-soak tripod serve at half its top rate for 30 min, mixed routes: memory every 10 s, p99 per minute (MINUTES=N)"
 	@echo "make bench-batch  tripod transform over 1 GB of CSV: in-process vs its ceiling and an endpoint, peak memory (QUICK=1: small sizes; MINILM_MODEL=DIR adds MiniLM)"
 	@echo "make bench-capture  single-review /predict with data capture off and at 100 % in one run: the throughput cost (QUICK=1: a smoke run)"
 	@echo "make bench-variants two production variants vs one, single-review /predict in one run: the throughput cost (QUICK=1: a smoke run)"
@@ -70,10 +72,17 @@ test: $(STAMP) tools
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
 
+test-bench: $(STAMP) $(PREPARED)
+	$(PYTEST) -m bench
+
 bench: $(PREPARED)
 	$(PY) benchmarks/baseline_throughput.py --data $(PREPARED)
 	$(PY) benchmarks/serving_compare.py --data $(PREPARED) --out docs/benchmarks --work loadtests/results/bench \
 		$(if $(MINILM_MODEL),--minilm-model $(MINILM_MODEL)) $(if $(MINILM_BUILD),--minilm-build)
+
+bench-soak: $(PREPARED)
+	$(PY) benchmarks/serving_soak.py --data $(PREPARED) --minutes $(or $(MINUTES),30) --out docs/benchmarks/soak \
+		--work loadtests/results/bench
 
 bench-batch: $(PREPARED)
 	test -e $(MODEL)/latest || $(VENV)/bin/tripod train --data $(PREPARED) --target sentiment --text-columns review_body --out $(MODEL)

@@ -94,6 +94,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=list(PEERS),
         help="peer model servers to compare (each in its own virtual environment; none: --peers)",
     )
+    parser.add_argument(
+        "--peer-envs", type=Path, help="where the peers' virtual environments live (default: WORK/peers)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--batch", type=int, default=32, help="records per batched request")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per level")
@@ -163,6 +166,7 @@ def minilm_variants(args: argparse.Namespace, work: Path) -> tuple[dict[str, Var
         model_dir=built.model_dir,
         model_name=manifest.name,
         work=work,
+        envs=args.peer_envs or work / "peers",
         sklearn_pickle=None,
         columns=[column.name for column in manifest.inputs],
         prefix="minilm_",
@@ -260,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         model_dir=tfidf.model_dir,
         model_name=manifest.name,
         work=work,
+        envs=args.peer_envs or work / "peers",
         sklearn_pickle=tfidf.sklearn_pickle,
         columns=columns,
     )

@@ -204,12 +204,14 @@ def peer_variants(
     model_dir: Path,
     model_name: str,
     work: Path,
+    envs: Path,
     sklearn_pickle: Path | None,
     columns: Sequence[str],
     prefix: str = "",
 ) -> dict[str, Variant]:
-    """The chosen peers as benchmark variants (environments built first, so start-up is not install time)."""
-    root = work / "peers"
+    """The chosen peers as benchmark variants (environments built first under ``envs``, so start-up is not
+    install time)."""
+    root = envs
     variants = {}
     for name in names:
         peer = PEERS[name]

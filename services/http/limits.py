@@ -109,16 +109,7 @@ class RequestBodyMiddleware:
         except _Gone:
             return
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     def _check_media_type(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         if path not in self.json_paths:
@@ -153,3 +144,17 @@ class RequestBodyMiddleware:
         if too_large:
             raise _Refused(413, f"request body is larger than the limit of {self.max_bytes} bytes")
         return b"".join(chunks)
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app a body already read (in one message), then the client's next messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

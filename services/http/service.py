@@ -31,6 +31,7 @@ from services.artifacts import ModelArtifact
 from services.http import auth, explain, logs, oip, protocol, sagemaker, timeouts, variants
 from services.http.config import SETTINGS, STAGE_SERVICES, VARIANTS
 from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
+from services.http.fast_predict import FastPredictMiddleware
 from services.http.limits import RequestBodyMiddleware
 from services.http.predict import Predictions, predict_answer
 from services.http.requestid import RequestContextMiddleware, RequestLogObserver
@@ -250,7 +251,8 @@ Tripod = bentoml.asgi_app(app)(
 SERVICE = cast("bentoml.Service[_Tripod]", Tripod)
 # Outermost first: the request gets its id (on every answer, in every log line), metrics see every answer (and
 # the variant it names), the caller's key is checked, then the variant is chosen, then every error becomes
-# JSON, then the body is bounded, then data capture sees the body as the routes do.
+# JSON, then the body is bounded, then data capture sees the body as the routes do, then a plain /predict is
+# answered without BentoML's per-request API machinery (services/http/fast_predict.py).
 SERVICE.add_asgi_middleware(RequestContextMiddleware)
 SERVICE.add_asgi_middleware(TrafficMetricsMiddleware)
 SERVICE.add_asgi_middleware(auth.AuthMiddleware)
@@ -263,3 +265,4 @@ SERVICE.add_asgi_middleware(
     json_paths=("/predict", "/explain"),
 )
 SERVICE.add_asgi_middleware(capture.CaptureMiddleware, errors=SETTINGS.capture_errors)
+SERVICE.add_asgi_middleware(FastPredictMiddleware)

@@ -37,6 +37,7 @@ def test_short_benchmark_run(prepared_reviews_path: Path, tmp_path: Path) -> Non
             "1",
             "--batch",
             "8",
+            "--peers",  # none: the peers' short form runs behind the bench marker (test_serving_peers.py)
         ]
     )
     assert json.loads((tmp_path / "out" / "serving_results.json").read_text())["ratios"] == pytest.approx(
