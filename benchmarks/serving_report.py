@@ -375,11 +375,12 @@ def plot(
             _by_shape(ax, chosen, per_request, draw)
             ax.set_ylabel(ylabel)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(
-            handles, labels, loc="lower center", ncol=4 if draw is latency else len(chosen), fontsize=7
-        )
+        columns = 4 if draw is latency else 3
+        rows = -(-len(labels) // columns)
+        fig.set_figheight(4.6 + 0.18 * rows)
+        fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=7)
         fig.suptitle(f"{title}{what} vs concurrency\n{subtitle}", fontsize=9)
-        fig.tight_layout(rect=(0, 0.1 if draw is latency else 0.06, 1, 1))
+        fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
         written.append(out / f"{prefix}{name}.png")
         fig.savefig(written[-1], dpi=80)
         plt.close(fig)
