@@ -59,7 +59,9 @@ def test_short_benchmark_run(prepared_reviews_path: Path, tmp_path: Path) -> Non
     assert "worker tripod" in roles["tripod"] and not roles["tripod"] & stage_workers
     assert roles["tripod_services"] >= {"worker tripod", *stage_workers}
     assert len(results["cold_start_s"]) == 1
-    assert {g["key"] for g in results["goals"] if g["met"] != "not measured"} == set(compare.GOALS)
+    measured = {g["key"] for g in results["goals"] if g["met"] != "not measured"}
+    # the goals against the best peer need the peers (tests/load/test_serving_peers.py)
+    assert measured == set(compare.GOALS) - {"single_vs_best_peer", "batched_vs_best_peer"}
     for png in ("throughput_vs_concurrency.png", "latency_percentiles.png", "ratios.png"):
         assert (tmp_path / "out" / png).stat().st_size > 10_000
     summary = (tmp_path / "out" / "serving_summary.md").read_text()

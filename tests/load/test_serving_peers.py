@@ -58,3 +58,6 @@ def test_every_peer_answers_the_in_process_runtimes_labels_on_200_held_out_revie
         assert variant["half_max_single"]["errors"] == 0, name
         assert variant["install_mib"] > 0 and variant["memory_total"]["processes"] >= 1, name
     assert {"tripod/best peer single", "tripod/best peer batched"} <= set(results["ratios"])
+    goals = {g["key"]: g for g in results["goals"]}
+    assert goals["single_vs_best_peer"]["met"] in ("yes", "no")
+    assert goals["batched_vs_best_peer"]["met"] in ("yes", "no")
