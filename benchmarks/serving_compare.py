@@ -84,8 +84,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
-        choices=["inprocess", "tripod", "tripod_services", "fused", "sklearn", "floor"],
+        default=[
+            "inprocess",
+            "tripod",
+            "tripod_no_access_log",
+            "tripod_services",
+            "fused",
+            "sklearn",
+            "floor",
+        ],
+        choices=[
+            "inprocess",
+            "tripod",
+            "tripod_no_access_log",
+            "tripod_services",
+            "fused",
+            "sklearn",
+            "floor",
+        ],
     )
     parser.add_argument(
         "--peers",
@@ -226,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "tripod",
             "Tripod HTTP (3 stages in the entry worker, default)",
             lambda log: running_server(tfidf.model_dir, log_path=log),
+        ),
+        "tripod_no_access_log": Variant(
+            "tripod_no_access_log",
+            "Tripod HTTP, no access line (TRIPOD_ACCESS_LOG=false)",
+            lambda log: running_server(tfidf.model_dir, env={"TRIPOD_ACCESS_LOG": "false"}, log_path=log),
         ),
         "tripod_services": Variant(
             "tripod_services",

@@ -71,18 +71,18 @@ def ratios(variants: dict[str, Variant], batch: int, prefix: str = "") -> dict[s
     ]
     if prefix == "":
         peers = [name for name in peers if not name.startswith("minilm_")]
-    pairs += [("tripod", peer) for peer in peers]
+    pairs += [(tripod, peer) for tripod in ("tripod", "tripod_no_access_log") for peer in peers]
     for shape, per_request in (("single", 1), ("batched", batch)):
         for a, b in pairs:
             va, vb = variants.get(prefix + a), variants.get(prefix + b)
             if va and vb and (pa := best(va, per_request)) and (pb := best(vb, per_request)):
                 out[f"{prefix}{a}/{prefix}{b} {shape}"] = pa["records_per_s"] / pb["records_per_s"]
-        tripod = variants.get(prefix + "tripod")
         tops = [top for peer in peers if (top := best(variants[prefix + peer], per_request))]
-        if tripod and tops and (mine := best(tripod, per_request)):
-            out[f"{prefix}tripod/best peer {shape}"] = mine["records_per_s"] / max(
-                t["records_per_s"] for t in tops
-            )
+        for name in ("tripod", "tripod_no_access_log"):
+            tripod = variants.get(prefix + name)
+            if tripod and tops and (mine := best(tripod, per_request)):
+                most = max(t["records_per_s"] for t in tops)
+                out[f"{prefix}{name}/best peer {shape}"] = mine["records_per_s"] / most
     return out
 
 
@@ -285,6 +285,7 @@ def goals(variants: dict[str, Variant], ratio: dict[str, float], cold: list[floa
 COLORS = {
     "inprocess": "#555555",
     "tripod": "#1f77b4",
+    "tripod_no_access_log": "#aec7e8",
     "tripod_services": "#17becf",
     "fused": "#2ca02c",
     "sklearn": "#d62728",

@@ -70,8 +70,10 @@ class TextWithRequestId(logging.Formatter):
         return text if request_id is None else f"{text} request_id={request_id}"
 
 
-def install(log_format: LogFormat) -> None:
+def install(log_format: LogFormat, *, access_log: bool = True) -> None:
     """Give every handler of the root, BentoML, uvicorn and Tripod loggers the format and the id filter.
+
+    ``access_log=False`` silences Tripod's access line (BentoML's is switched off in its service configuration).
 
     Idempotent: a second call replaces the formatters it installed."""
     handlers: list[logging.Handler] = []
@@ -92,4 +94,5 @@ def install(log_format: LogFormat) -> None:
         handler.setFormatter(JsonFormatter() if log_format == "json" else TextWithRequestId(current))
     logging.getLogger("tripod").setLevel(logging.INFO)
     # text: BentoML's access line is on (and gets the id); Tripod's structured one would repeat it
-    logging.getLogger("tripod.access").setLevel(logging.INFO if log_format == "json" else logging.WARNING)
+    json_access = access_log and log_format == "json"
+    logging.getLogger("tripod.access").setLevel(logging.INFO if json_access else logging.WARNING)

@@ -61,7 +61,9 @@ logger = logging.getLogger("tripod.service")
 # configuration and the app's middleware, which is the only moment to say so.
 protocol.install(SETTINGS.read_timeout_s)
 timeouts.install()
-logs.install(SETTINGS.log_format)  # BentoML configured the worker's logging before importing this module
+logs.install(
+    SETTINGS.log_format, access_log=SETTINGS.access_log
+)  # BentoML configured the worker's logging before importing this module
 
 app = FastAPI(title="Tripod protocols", docs_url=None, redoc_url=None, openapi_url=None)
 install_error_handlers(app)
@@ -243,7 +245,7 @@ Tripod = bentoml.asgi_app(app)(
         # No span is built for nobody: tracing runs only when an exporter is configured (services/http/tracing.py).
         tracing=service_tracing(),
         # In JSON mode Tripod's access line (services/http/requestid.py) carries BentoML's facts as fields.
-        logging={"access": {"enabled": SETTINGS.log_format == "text"}},
+        logging={"access": {"enabled": SETTINGS.access_log and SETTINGS.log_format == "text"}},
         **_TLS,
     )(_Tripod)
 )
