@@ -310,16 +310,17 @@ def write_bodies(
     records: Sequence[dict[str, str]],
     per_request: int,
     count: int = 200,
-    envelope: Callable[[Sequence[dict[str, str]]], dict[str, Any]] | None = None,
+    envelope: Callable[[Sequence[dict[str, str]]], dict[str, Any] | str] | None = None,
 ) -> Path:
     """``count`` pre-encoded request bodies of ``per_request`` consecutive held-out records each: Tripod's
-    ``/predict`` body, or ``envelope``'s (a peer's protocol) around the same records."""
+    ``/predict`` body, or ``envelope``'s (another protocol's JSON, or a text body such as CSV) around the same
+    records."""
     lines = []
     n = len(records)
     for i in range(count):
         chunk = [records[(i * per_request + j) % n] for j in range(per_request)]
         body = envelope(chunk) if envelope is not None else {"records": chunk}
-        lines.append(json.dumps(json.dumps(body)))
+        lines.append(json.dumps(body if isinstance(body, str) else json.dumps(body)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

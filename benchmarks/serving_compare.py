@@ -72,6 +72,9 @@ from harness.server import running_server  # noqa: E402
 
 __all__ = ["GOALS", "main"]
 
+VARIANTS = ("inprocess", "tripod", "tripod_no_access_log", "tripod_services", "fused", "sklearn", "floor")
+"""Tripod's own variants and its references, in the order they run (the peers are ``--peers``)."""
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -84,24 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=[
-            "inprocess",
-            "tripod",
-            "tripod_no_access_log",
-            "tripod_services",
-            "fused",
-            "sklearn",
-            "floor",
-        ],
-        choices=[
-            "inprocess",
-            "tripod",
-            "tripod_no_access_log",
-            "tripod_services",
-            "fused",
-            "sklearn",
-            "floor",
-        ],
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
     )
     parser.add_argument(
         "--peers",

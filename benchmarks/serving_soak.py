@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run as a script: make harness/ and services/ im
 
 import serving_artifacts as artifacts  # noqa: E402
 from serving_measure import CLIENT, drive, process_memory  # noqa: E402
+from serving_peers import WIRES  # noqa: E402
 
 from harness.server import running_server  # noqa: E402
 from services.artifacts import ModelArtifact  # noqa: E402
@@ -73,22 +74,16 @@ def routes(model_name: str) -> list[Route]:
 def write_route_bodies(route: Route, records: list[dict[str, str]], column: str, work: Path) -> Path:
     """The route's request bodies: the same held-out reviews in each protocol's envelope."""
 
-    def envelope(chunk: Sequence[dict[str, str]]) -> Any:
-        texts = [record[column] for record in chunk]
+    def envelope(chunk: Sequence[dict[str, str]]) -> dict[str, Any] | str:
         if route.name == "invocations_csv":
-            return "".join('"' + text.replace('"', '""') + '"\n' for text in texts)
+            return "".join('"' + record[column].replace('"', '""') + '"\n' for record in chunk)
         if route.name == "oip_infer":
-            return {"inputs": [{"name": column, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
-        return {"records": list(chunk)}
+            return WIRES["v2"].encode(chunk, [column])
+        return WIRES["records"].encode(chunk, [column])
 
-    path = work / f"soak_bodies_{route.name}.jsonl"
-    n = len(records)
-    lines = []
-    for i in range(200):
-        body = envelope([records[(i * route.records + j) % n] for j in range(route.records)])
-        lines.append(json.dumps(body if isinstance(body, str) else json.dumps(body)))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return artifacts.write_bodies(
+        work / f"soak_bodies_{route.name}.jsonl", records, route.records, envelope=envelope
+    )
 
 
 def sample_memory(pid: int, every_s: float, stop: threading.Event, rows: list[dict[str, Any]]) -> None:

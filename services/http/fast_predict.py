@@ -12,7 +12,7 @@ accepts.  It parses the body once, runs the pipeline of the request's variant (c
 as for the route), and answers with the route's own encoder, status and headers.  Everything else — malformed
 JSON, another envelope, a record that is not an object — goes on to BentoML's route with the body replayed, so
 every such error answer stays the route's.  A pipeline error (unknown columns, too many records, too long a
-text) gets the route's error answer (:func:`~services.http.errors.maps_errors`' shapes).  Every middleware
+text) gets the route's error answer: both paths call :func:`predict_records`.  Every middleware
 outside this one (request id, metrics, keys, variants, error JSON, body limits, data capture) sees the request
 as before.
 """
@@ -28,9 +28,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.codecs.json_records import parse_json
 from services.errors import TripodError
-from services.http.errors import error_response, unexpected_response
+from services.http.errors import maps_errors
 from services.http.limits import replay_body
-from services.http.predict import predict_answer
+from services.http.predict import Predictions, predict_answer
+from services.http.state import ServingState
 from services.runtime.pipeline import Call
 from services.runtime.schema import Records
 
@@ -78,21 +79,17 @@ class FastPredictMiddleware:
             await self.app(scope, replay_body(body, receive), send)
             return
         scope["route"] = PREDICT_ROUTE  # as Starlette's router records it: metrics label by route template
-        answer = await _answer(records)
+        answer = cast(Response, await predict_records(bentoml.get_current_service().state, records))
         answer.headers["server"] = SERVER_HEADER
         await answer(scope, receive, send)
 
 
-async def _answer(records: list[dict[str, Any]]) -> Response:
-    """The route's answer to these records: the predictions, or the route's error answer."""
-    state = bentoml.get_current_service().state
-    try:
-        batch = await state.pipeline.predict_async(Records(records), Call(ROUTE))
-    except TripodError as exc:
-        return error_response(exc)
-    except Exception as exc:  # noqa: BLE001 - as the route: every other failure still answers JSON
-        return unexpected_response(exc)
-    return cast(Response, predict_answer(batch))  # an encoded Response (services/http/predict.py)
+@maps_errors
+async def predict_records(state: ServingState, records: list[dict[str, Any]]) -> Predictions:
+    """``/predict``'s answer to these records, from the pipeline of the request's variant — the route and the
+    fast path both call this (errors answered as every route answers them)."""
+    batch = await state.pipeline.predict_async(Records(records), Call(ROUTE))
+    return predict_answer(batch)
 
 
 async def _body(receive: Receive) -> bytes | None:

@@ -30,10 +30,10 @@ from fastapi.responses import Response
 from services.artifacts import ModelArtifact
 from services.http import auth, explain, logs, oip, protocol, sagemaker, timeouts, variants
 from services.http.config import SETTINGS, STAGE_SERVICES, VARIANTS
-from services.http.errors import JsonErrorsMiddleware, install_error_handlers, maps_errors
-from services.http.fast_predict import FastPredictMiddleware
+from services.http.errors import JsonErrorsMiddleware, install_error_handlers
+from services.http.fast_predict import FastPredictMiddleware, predict_records
 from services.http.limits import RequestBodyMiddleware
-from services.http.predict import Predictions, predict_answer
+from services.http.predict import Predictions
 from services.http.requestid import RequestContextMiddleware, RequestLogObserver
 from services.http.stages import STAGE_ROLES, ServiceStages, stage_services
 from services.http.state import ServingState
@@ -50,8 +50,7 @@ from services.monitoring.metrics import (
 )
 from services.monitoring.variants import served_variants
 from services.runtime.memory import ReleaseMemory
-from services.runtime.pipeline import Call, Observer, Pipeline, StageRunner
-from services.runtime.schema import Records
+from services.runtime.pipeline import Observer, Pipeline, StageRunner
 from services.runtime.stages import LocalStages
 
 logger = logging.getLogger("tripod.service")
@@ -215,11 +214,10 @@ class _Tripod:
             capture.WRITER.close()
 
     @bentoml.api(route="/predict")
-    @maps_errors
     async def predict(self, records: list[dict[str, Any]]) -> Predictions:
         """Predict a label for each record; its fields are the model's input columns."""
-        batch = await self.state.pipeline.predict_async(Records(records), Call("/predict"))
-        return predict_answer(batch)
+        # A plain body never gets here (fast_predict.py); an error answer is a Response BentoML sends as it is.
+        return cast(Predictions, await predict_records(self.state, records))
 
 
 if STAGE_SERVICES:  # BentoML finds dependencies among the class's attributes when the service is declared
